@@ -1,0 +1,367 @@
+"""Typed configuration schemas.
+
+Every default lives here, in exactly one place. Hydra (only in ``nmt/cli``) composes YAML presets from
+``configs/`` on top of these dataclasses; library code and tests build the same dataclasses directly.
+Cross-field checks run in ``__post_init__`` so an impossible combination fails before any data loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from nmt.errors import NMTError
+
+
+class ConfigError(NMTError, ValueError):
+    """A configuration value that cannot work (raised before any data loads)."""
+
+
+# --------------------------------------------------------------------------------------------- choices
+class TokenizerType(str, Enum):
+    unigram = "unigram"
+    bpe = "bpe"
+
+
+class Cell(str, Enum):
+    gru = "gru"
+    lstm = "lstm"
+
+
+class AttentionType(str, Enum):
+    bahdanau = "bahdanau"
+    luong = "luong"
+    none = "none"
+
+
+class LuongScore(str, Enum):
+    dot = "dot"
+    general = "general"
+    concat = "concat"
+
+
+class Norm(str, Enum):
+    pre = "pre"
+    post = "post"
+
+
+class Positions(str, Enum):
+    sinusoidal = "sinusoidal"
+    learned = "learned"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    inverse_sqrt = "inverse_sqrt"
+    plateau = "plateau"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class HFConfig:
+    """A corpus read through Hugging Face ``datasets``.
+
+    ``path`` is a hub dataset name (``wmt16``), a local dataset directory (``save_to_disk``), or a data
+    format with files (``parquet``/``json``/``arrow``/``csv``, then ``data_files`` names them).
+    Rows are either ``{"translation": {src_lang: ..., tgt_lang: ...}}`` (the WMT/OPUS layout) or have one
+    column per language.
+    """
+
+    path: str = ""
+    name: str | None = None  # the hub config, e.g. "de-en"
+    data_files: dict[str, str] | None = None  # split -> file(s) when ``path`` is a format name
+
+
+@dataclass
+class DataConfig:
+    """A parallel corpus: ``{prefix}.{lang}`` file pairs (plain or ``.gz``) or a ``datasets`` corpus.
+
+    Relative prefixes are resolved under the data root (``$NMT_DATA_DIR``, default ``data/``). With
+    ``hf`` set, ``train``/``valid``/``test`` are split names instead of file prefixes.
+    """
+
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train: str = ""
+    valid: str = ""
+    test: list[str] = field(default_factory=list)
+    max_len: int = 100  # subword pieces per side; longer training pairs are dropped (and counted)
+    download: str | None = None  # name of a public corpus fetched when its files are absent ("multi30k")
+    hf: HFConfig | None = None
+    cache_dir: str = ""  # processed-data cache; empty = ``<data root>/cache``
+
+    def __post_init__(self) -> None:
+        if self.src_lang == self.tgt_lang:
+            raise ConfigError(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
+        if self.max_len < 1:
+            raise ConfigError(f"data.max_len must be positive, got {self.max_len}")
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece: trained on the training corpus, or reused from ``model_path``."""
+
+    type: TokenizerType = TokenizerType.unigram
+    vocab_size: int = 8000
+    joint: bool = True  # one model over both languages (lets the Transformer tie all embeddings)
+    character_coverage: float = 1.0
+    input_sentence_size: int = 2_000_000  # sentences sampled for training on large corpora
+    model_path: str | None = None  # reuse this .model (joint) instead of training
+    sampling_alpha: float = 0.0  # subword regularisation in training only; 0 disables it
+    sampling_nbest: int = -1
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 8:
+            raise ConfigError(f"tokenizer.vocab_size must be at least 8, got {self.vocab_size}")
+        if not 0.0 <= self.sampling_alpha <= 1.0:
+            raise ConfigError(f"tokenizer.sampling_alpha must be in [0, 1], got {self.sampling_alpha}")
+
+
+# --------------------------------------------------------------------------------------------- models
+@dataclass
+class RNNConfig:
+    """RNN encoder-decoder (bidirectional encoder; Bahdanau, Luong or no attention)."""
+
+    arch: str = "rnn"
+    cell: Cell = Cell.gru
+    embed_dim: int = 256
+    hidden_dim: int = 512  # decoder state size; each encoder direction gets hidden_dim // 2
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    dropout: float = 0.3
+    attention: AttentionType = AttentionType.bahdanau
+    score: LuongScore = LuongScore.general  # Luong only
+    input_feeding: bool = True  # Luong only
+    tie_embeddings: bool = False  # target embedding = output projection (needs embed_dim-sized output)
+
+    def __post_init__(self) -> None:
+        if self.arch != "rnn":
+            raise ConfigError(f"RNNConfig.arch must be 'rnn', got {self.arch!r}")
+        if self.hidden_dim % 2:
+            raise ConfigError(f"model.hidden_dim must be even (split over two directions), got {self.hidden_dim}")
+        if self.attention != AttentionType.luong and self.score != LuongScore.general:
+            raise ConfigError("model.score applies to attention=luong only")
+        if min(self.encoder_layers, self.decoder_layers) < 1:
+            raise ConfigError("model.encoder_layers and model.decoder_layers must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TransformerConfig:
+    """Transformer (Vaswani et al. 2017) on fused scaled-dot-product attention."""
+
+    arch: str = "transformer"
+    d_model: int = 256
+    ffn_dim: int = 1024
+    heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    norm: Norm = Norm.pre
+    positions: Positions = Positions.sinusoidal
+    max_positions: int = 1024  # learned positions only; sinusoids have no ceiling
+    tie_embeddings: bool = True  # source, target and output share one matrix (needs a joint vocabulary)
+    alignment_layer: int = -2  # decoder layer whose cross-attention is dumped (negative counts from the top)
+    alignment_heads: list[int] | None = None  # heads averaged for dumps; None = all
+
+    def __post_init__(self) -> None:
+        if self.arch != "transformer":
+            raise ConfigError(f"TransformerConfig.arch must be 'transformer', got {self.arch!r}")
+        if self.d_model % self.heads:
+            raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
+        if min(self.encoder_layers, self.decoder_layers) < 1:
+            raise ConfigError("model.encoder_layers and model.decoder_layers must be >= 1")
+        if not -self.decoder_layers <= self.alignment_layer < self.decoder_layers:
+            raise ConfigError(
+                f"model.alignment_layer={self.alignment_layer} is out of range for {self.decoder_layers} layers"
+            )
+        for h in self.alignment_heads or []:
+            if not 0 <= h < self.heads:
+                raise ConfigError(f"model.alignment_heads has {h}, but there are {self.heads} heads")
+
+
+ModelConfig = RNNConfig | TransformerConfig
+
+
+# --------------------------------------------------------------------------------------------- search
+@dataclass
+class SearchConfig:
+    """Decoding: beam search (beam_size 1 = greedy) with a GNMT length penalty."""
+
+    beam_size: int = 5
+    nbest: int = 1
+    lenpen: float = 1.0  # GNMT alpha: score / ((5 + |y|) / 6) ** alpha; 0 = raw log-probability
+    max_len_a: float = 1.5  # output length cap = a * source length + b (per sentence)
+    max_len_b: int = 10
+    sampling: bool = False  # sample instead of searching (beam_size must be 1)
+    sampling_topk: int = 0  # 0 = the whole distribution
+    sampling_temperature: float = 1.0
+    batch_tokens: int = 4096  # source tokens per decoding batch
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ConfigError(f"nbest ({self.nbest}) must be between 1 and beam_size ({self.beam_size})")
+        if self.sampling and self.beam_size != 1:
+            raise ConfigError("sampling needs beam_size=1")
+        if self.sampling_temperature <= 0:
+            raise ConfigError("sampling_temperature must be positive")
+
+
+# --------------------------------------------------------------------------------------------- training
+@dataclass
+class AlignmentLossConfig:
+    """Guided alignment training (Garg et al. 2019): pull one attention head towards given links."""
+
+    file: str | None = None  # Pharaoh links for the training corpus, one line per pair
+    weight: float = 0.05
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int = 4096  # padded tokens per batch (max of source and target side)
+    accumulate: int = 1
+    optimizer: Optimizer = Optimizer.adam
+    lr: float = 5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    schedule: Schedule = Schedule.inverse_sqrt
+    warmup_steps: int = 1000
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-6
+    clip_norm: float = 1.0  # 0 disables clipping
+    label_smoothing: float = 0.1
+    max_steps: int = 20_000  # total updates, counted from the start of the run (not from a resume)
+    max_epochs: int = 0  # 0 = no epoch limit
+    eval_every: int = 1000
+    save_every: int = 1000
+    keep_last: int = 3
+    patience: int = 10  # evaluations without a dev BLEU improvement before stopping; 0 = never
+    log_every: int = 50
+    device: Device = Device.auto
+    precision: Precision = Precision.fp32
+    compile: bool = False
+    seed: int = 1
+    resume: str | None = None  # checkpoint path; by default the run directory's last.pt is resumed
+    num_workers: int = 1  # background batch-building threads (0 = in the training loop)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    max_nan_steps: int = 5  # consecutive non-finite losses before the run stops
+    heatmap_sentences: int = 3  # dev sentences whose attention is drawn in TensorBoard at each evaluation
+    valid_beam_size: int = 1  # 1 = greedy validation
+    alignment: AlignmentLossConfig = field(default_factory=AlignmentLossConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_tokens < 1 or self.accumulate < 1:
+            raise ConfigError("train.batch_tokens and train.accumulate must be positive")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"train.betas needs two values, got {self.betas}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.max_steps < 0 or self.eval_every < 1 or self.save_every < 1 or self.keep_last < 1:
+            raise ConfigError("train.max_steps >= 0 and train.eval_every, save_every, keep_last >= 1 are required")
+
+
+# --------------------------------------------------------------------------------------------- root
+@dataclass
+class NMTConfig:
+    """The root of ``nmt-train``'s configuration tree; stored in every checkpoint."""
+
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: Any = field(default_factory=TransformerConfig)  # RNNConfig | TransformerConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, RNNConfig | TransformerConfig):
+            raise ConfigError(f"model must be an RNN or Transformer config, got {type(self.model).__name__}")
+        if isinstance(self.model, TransformerConfig) and self.model.tie_embeddings and not self.tokenizer.joint:
+            raise ConfigError("model.tie_embeddings=true needs a joint vocabulary (tokenizer.joint=true)")
+        if self.train.alignment.file and not isinstance(self.model, TransformerConfig):
+            raise ConfigError("guided alignment training (train.alignment.file) needs model=transformer")
+
+
+# --------------------------------------------------------------------------------------------- plain dicts
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass tree as plain Python types (enums as their values): what checkpoints store."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Enum):
+            return v.value
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild dataclass ``cls`` from plain values: nested dataclasses and enums by their field types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown key {key!r} for {cls.__name__}")
+        kwargs[key] = _coerce(hints[key], value)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, dict):
+            return _build(option, value)  # type: ignore[arg-type]
+        if isinstance(option, type) and issubclass(option, Enum):
+            return option(value)
+    return value
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    arch = values.get("arch")
+    if arch == "rnn":
+        return _build(RNNConfig, values)
+    if arch == "transformer":
+        return _build(TransformerConfig, values)
+    raise ConfigError(f"unknown model arch {arch!r}")
+
+
+def config_from_dict(values: dict[str, Any]) -> NMTConfig:
+    """Inverse of :func:`to_dict` for the root config (checkpoints)."""
+    values = dict(values)
+    model = model_config_from_dict(values.pop("model"))
+    return _build(NMTConfig, {**values, "model": model})

@@ -1,0 +1,102 @@
+"""Checkpoints: one self-contained file, written atomically, read with ``weights_only=True``.
+
+A checkpoint is a dict of tensors and plain Python types only:
+``format``, ``step``, ``config`` (:func:`nmt.config.to_dict` of the whole run config), ``model`` (state dict),
+``tokenizer`` (SentencePiece model bytes, see :meth:`nmt.data.tokenizer.Tokenizer.to_state`), and for
+resuming ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``loader`` and ``trainer`` (counters, best score).
+Loading never unpickles arbitrary objects, so an untrusted file cannot run code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nmt.config import NMTConfig, config_from_dict
+from nmt.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from nmt.data.tokenizer import Tokenizer
+    from nmt.models.base import Seq2Seq
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nmt-checkpoint-1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically: temporary file in the same directory, fsync, rename.
+
+    A crash at any moment leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``), with a clear error for every way it can be bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses any global that is not a tensor or plain type: nothing was executed.
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain Python types "
+            f"(loading it could run code). {first}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: it is truncated or corrupt ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an nmt checkpoint (no format tag {FORMAT!r})")
+    for key in ("config", "model", "tokenizer", "step"):
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any]) -> NMTConfig:
+    return config_from_dict(state["config"])
+
+
+def load_for_inference(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
+    """Checkpoint -> (model in eval mode on ``device``, tokenizer, config). Needs nothing but the file."""
+    from nmt.data.tokenizer import Tokenizer
+    from nmt.models import build_model
+
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state)
+    tokenizer = Tokenizer.from_state(state["tokenizer"])
+    model = build_model(cfg.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not match its own model config: {e}") from None
+    model.to(device).eval()
+    return model, tokenizer, cfg

@@ -1,0 +1,58 @@
+"""Shared fixtures: small slices of the real corpora in ../shared/data (never copies in the repository)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path | None:
+    for candidate in (os.environ.get("NMT_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"):
+        if candidate and (Path(candidate) / "multi30k" / "train.de.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The directory holding ``multi30k/``, ``iwslt14-de-en/`` and ``align-de-en/``."""
+    root = _data_root()
+    if root is None:
+        pytest.skip("no corpus: set NMT_DATA_DIR to a directory holding multi30k/ (../shared/data here)")
+    return root
+
+
+def read_gz_lines(path: Path, n: int | None = None) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f]
+    return lines if n is None else lines[:n]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(line + "\n" for line in lines)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def m30k_slice(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Multi30k slice laid out like the data root: ``multi30k/{train,val,test_2016_flickr}.{de,en}[.gz]``.
+
+    train: the first 2,000 pairs (gzipped), val: 100 pairs (plain text), test_2016_flickr: 100 pairs (gzipped).
+    """
+    out = tmp_path_factory.mktemp("m30k") / "multi30k"
+    src = data_root / "multi30k"
+    for split, n, suffix in (("train", 2000, ".gz"), ("val", 100, ""), ("test_2016_flickr", 100, ".gz")):
+        for lang in ("de", "en"):
+            write_lines(out / f"{split}.{lang}{suffix}", read_gz_lines(src / f"{split}.{lang}.gz", n))
+    return out.parent
