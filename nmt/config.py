@@ -77,6 +77,11 @@ class Optimizer(str, Enum):
     adamw = "adamw"
 
 
+class PlateauMetric(str, Enum):
+    bleu = "bleu"  # dev BLEU, higher is better
+    loss = "loss"  # dev loss, lower is better
+
+
 # --------------------------------------------------------------------------------------------- data
 @dataclass
 class HFConfig:
@@ -90,7 +95,7 @@ class HFConfig:
 
     path: str = ""
     name: str | None = None  # the hub config, e.g. "de-en"
-    data_files: dict[str, str] | None = None  # split -> file(s) when ``path`` is a format name
+    data_files: dict[str, str] = field(default_factory=dict)  # split -> file when ``path`` is a format name
 
 
 @dataclass
@@ -98,7 +103,7 @@ class DataConfig:
     """A parallel corpus: ``{prefix}.{lang}`` file pairs (plain or ``.gz``) or a ``datasets`` corpus.
 
     Relative prefixes are resolved under the data root (``$NMT_DATA_DIR``, default ``data/``). With
-    ``hf`` set, ``train``/``valid``/``test`` are split names instead of file prefixes.
+    ``hf.path`` set, ``train``/``valid``/``test`` are split names instead of file prefixes.
     """
 
     src_lang: str = "de"
@@ -108,7 +113,7 @@ class DataConfig:
     test: list[str] = field(default_factory=list)
     max_len: int = 100  # subword pieces per side; longer training pairs are dropped (and counted)
     download: str | None = None  # name of a public corpus fetched when its files are absent ("multi30k")
-    hf: HFConfig | None = None
+    hf: HFConfig = field(default_factory=HFConfig)  # used when hf.path is set (a field, so overrides can reach it)
     cache_dir: str = ""  # processed-data cache; empty = ``<data root>/cache``
 
     def __post_init__(self) -> None:
@@ -127,6 +132,7 @@ class TokenizerConfig:
     joint: bool = True  # one model over both languages (lets the Transformer tie all embeddings)
     character_coverage: float = 1.0
     input_sentence_size: int = 2_000_000  # sentences sampled for training on large corpora
+    shuffle_input_sentence: bool = True  # sample those sentences at random (else: the first ones)
     model_path: str | None = None  # reuse this .model (joint) instead of training
     sampling_alpha: float = 0.0  # subword regularisation in training only; 0 disables it
     sampling_nbest: int = -1
@@ -253,6 +259,7 @@ class TrainConfig:
     warmup_steps: int = 1000
     plateau_factor: float = 0.5
     plateau_patience: int = 2
+    plateau_metric: PlateauMetric = PlateauMetric.bleu
     min_lr: float = 1e-6
     clip_norm: float = 1.0  # 0 disables clipping
     label_smoothing: float = 0.1
@@ -273,6 +280,7 @@ class TrainConfig:
     max_nan_steps: int = 5  # consecutive non-finite losses before the run stops
     heatmap_sentences: int = 3  # dev sentences whose attention is drawn in TensorBoard at each evaluation
     valid_beam_size: int = 1  # 1 = greedy validation
+    matmul_peak_gflops: float = 0.0  # for the model-FLOPs share in the logs; 0 = measured with torch.mm at start-up
     alignment: AlignmentLossConfig = field(default_factory=AlignmentLossConfig)
 
     def __post_init__(self) -> None:

@@ -55,6 +55,25 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+def link_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` the same checkpoint as ``src`` atomically: a hard link (no second write of the bytes), or a
+    copy where the file system has no links. Replacing ``dst`` never leaves it missing or torn."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``), with a clear error for every way it can be bad."""
     path = Path(path)
@@ -83,9 +102,7 @@ def checkpoint_config(state: dict[str, Any]) -> NMTConfig:
     return config_from_dict(state["config"])
 
 
-def load_for_inference(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
     """Checkpoint -> (model in eval mode on ``device``, tokenizer, config). Needs nothing but the file."""
     from nmt.data.tokenizer import Tokenizer
     from nmt.models import build_model

@@ -1,0 +1,52 @@
+"""``nmt-average``: average the weights of several checkpoints into one loadable checkpoint.
+
+nmt-average --inputs runs/x/checkpoints/step_9000.pt runs/x/checkpoints/step_10000.pt --output avg.pt
+nmt-average --last 5 runs/x --output avg.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nmt.errors import NMTError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nmt-average", description=__doc__.split("\n")[0].split(": ", 1)[1])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inputs", nargs="+", metavar="CKPT", help="checkpoint files to average")
+    source.add_argument(
+        "--last",
+        nargs=2,
+        metavar=("N", "RUN_DIR"),
+        help="the newest N step_*.pt checkpoints of RUN_DIR (or of RUN_DIR/checkpoints)",
+    )
+    parser.add_argument("--output", required=True, help="where to write the averaged checkpoint")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from nmt.training.average import average_to_file, last_checkpoints
+
+    try:
+        if args.last:
+            n, run_dir = args.last
+            if not n.isdigit() or int(n) < 1:
+                raise NMTError(f"--last needs a positive number of checkpoints, got {n!r}")
+            inputs = last_checkpoints(run_dir, int(n))
+        else:
+            inputs = args.inputs
+        out = average_to_file(inputs, args.output)
+    except NMTError as e:
+        print(f"nmt-average: error: {e}", file=sys.stderr)
+        return 1
+    print(f"averaged {len(inputs)} checkpoints -> {out}", file=sys.stderr)
+    for path in inputs:
+        print(f"  {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

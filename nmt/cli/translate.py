@@ -1,0 +1,198 @@
+"""``nmt-translate``: translate text line by line with one checkpoint or an ensemble (a Unix filter).
+
+Examples::
+
+    nmt-translate --checkpoint runs/x/checkpoints/best.pt < test.de > test.en
+    nmt-translate --checkpoint a.pt b.pt --input test.de --output test.en --alignments test.align
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+
+from nmt.cli.common import open_input, open_output, resolve_device, run_cli, setup_logging
+from nmt.errors import NMTError
+
+PROG = "nmt-translate"
+
+EPILOG = """\
+output:
+  One output line per input line, in input order. An empty input line gives an empty output line; a line with
+  more source pieces than the model's maximum (the checkpoint's data.max_len, or --max-source-len) is truncated
+  with a warning naming the line. Invalid UTF-8 stops with an error naming the line (exit status 2), unless
+  --errors replace.
+
+  With --nbest N > 1, every input line gives exactly N lines, tab-separated:
+      line_no<TAB>rank<TAB>score<TAB>hypothesis
+  line_no and rank are 1-based, score is the length-penalised log-probability (see --lenpen); an empty input line
+  gives N lines with an empty hypothesis and score 0.
+
+search:
+  Beam search over whole batches (--beam-size 1: greedy). score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with
+  |y| counting the final EOS. Output length is capped per sentence at floor(a * source pieces) + b pieces.
+  Defaults come from the checkpoint's search config.
+
+alignments (--alignments FILE):
+  One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
+  tokens of the source line and of the output. They come from the cross-attention of the best hypothesis
+  (--align-layer / --align-heads): the EOS row and the source EOS column are dropped and rows renormalised;
+  the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
+  the source word with the largest weight (or to all with at least --align-threshold).
+
+exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Translate text with nmt checkpoints (stdin to stdout by default).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
+    p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
+    p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
+    s = p.add_argument_group("search (defaults: the checkpoint's search config)")
+    s.add_argument("--beam-size", "-b", type=int, metavar="K", help="beam size; 1 = greedy")
+    s.add_argument(
+        "--nbest", type=int, metavar="N", help="hypotheses written per input line (tab-separated format below)"
+    )
+    s.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha; 0 = raw log-probability")
+    s.add_argument("--max-len-a", type=float, metavar="A", help="output cap = a * source pieces + b")
+    s.add_argument("--max-len-b", type=int, metavar="B", help="output cap = a * source pieces + b")
+    s.add_argument("--max-tokens", type=int, metavar="N", help="source tokens per batch (default from the checkpoint)")
+    s.add_argument("--sampling", action="store_true", help="sample outputs instead of searching (beam size 1)")
+    s.add_argument("--sampling-topk", type=int, metavar="K", help="sample among the k most probable pieces (0 = all)")
+    s.add_argument(
+        "--sampling-temperature", type=float, metavar="T", help="divide log-probabilities by this before sampling"
+    )
+    s.add_argument("--seed", type=int, metavar="N", default=1, help="random seed for --sampling (default: 1)")
+    a = p.add_argument_group("alignments")
+    a.add_argument("--alignments", metavar="FILE", help="write Pharaoh word alignments here")
+    a.add_argument("--align-layer", type=int, metavar="L", help="decoder layer whose attention is used (Transformer)")
+    a.add_argument("--align-heads", type=int, nargs="+", metavar="H", help="attention heads averaged (default: all)")
+    a.add_argument(
+        "--align-threshold", type=float, metavar="W", help="link every source word with at least this weight"
+    )
+    r = p.add_argument_group("input and running")
+    r.add_argument(
+        "--max-source-len", type=int, metavar="N", help="truncate longer sources (default: the checkpoint's max_len)"
+    )
+    r.add_argument("--errors", choices=["strict", "replace"], default="strict", help="invalid UTF-8 handling")
+    r.add_argument(
+        "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
+    )
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    r.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="bf16/fp16: run the model under autocast"
+    )
+    r.add_argument("--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
+    return p
+
+
+def search_overrides(args: argparse.Namespace) -> dict:
+    """The search fields given on the command line (the rest come from the checkpoint)."""
+    names = {
+        "beam_size": args.beam_size,
+        "nbest": args.nbest,
+        "lenpen": args.lenpen,
+        "max_len_a": args.max_len_a,
+        "max_len_b": args.max_len_b,
+        "batch_tokens": args.max_tokens,
+        "sampling_topk": args.sampling_topk,
+        "sampling_temperature": args.sampling_temperature,
+    }
+    out = {k: v for k, v in names.items() if v is not None}
+    if args.sampling:
+        out["sampling"] = True
+        out.setdefault("beam_size", 1)
+    return out
+
+
+def _translate(args: argparse.Namespace) -> int:
+    import torch
+
+    from nmt.translate import Translator, decode_lines
+
+    for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
+        if value < 1:
+            raise NMTError(f"{flag} must be positive, got {value}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    translator = Translator.from_checkpoints(
+        args.checkpoint,
+        device=device,
+        search=search_overrides(args),
+        max_source_len=args.max_source_len,
+        need_attention=args.alignments is not None,
+        align_layer=args.align_layer,
+        align_heads=args.align_heads,
+        seed=args.seed,
+        precision=args.precision,
+    )
+    loaded = time.perf_counter()
+    nbest = translator.cfg.nbest
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(unit=" sent", file=sys.stderr, desc=PROG, dynamic_ncols=True)
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_input(args.input))
+        out = stack.enter_context(open_output(args.output))
+        align = stack.enter_context(open_output(args.alignments)) if args.alignments else None
+        name = "<stdin>" if args.input == "-" else args.input
+        lines = decode_lines(src, name=name, errors=args.errors)
+        for t in translator.stream(lines, chunk_lines=args.chunk_lines):
+            out.write(format_translation(t, nbest).encode("utf-8"))
+            if align is not None:
+                align.write((translator.links(t, threshold=args.align_threshold) + "\n").encode("utf-8"))
+            if progress is not None:
+                progress.update(1)
+            if t.line % args.chunk_lines == 0:  # the end of a chunk: let downstream see it
+                out.flush()
+    if progress is not None:
+        progress.close()
+    if not args.quiet:
+        st, wall = translator.stats, time.perf_counter() - loaded
+        print(
+            f"{PROG}: {st.sentences} sentences in {wall:.2f} s (+{loaded - start:.2f} s loading): "
+            f"{st.sentences / max(wall, 1e-9):.1f} sentences/s, {st.pieces / max(wall, 1e-9):.0f} tokens/s "
+            f"(output pieces incl. EOS), {st.words / max(wall, 1e-9):.0f} words/s"
+            + (f"; {len(st.truncated)} lines truncated" if st.truncated else ""),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def format_translation(t, nbest: int) -> str:
+    """The output line(s) of one translation: the best text, or ``nbest`` tab-separated lines."""
+    if nbest == 1:
+        return t.texts[0] + "\n"
+    if not t.src_ids:  # an empty line: N empty hypotheses
+        return "".join(f"{t.line}\t{rank + 1}\t0.0000\t\n" for rank in range(nbest))
+    rows = []
+    for rank in range(nbest):
+        if rank < len(t.hypotheses):
+            score = t.hypotheses[rank].score
+            rows.append(f"{t.line}\t{rank + 1}\t{score:.4f}\t{t.texts[rank]}\n")
+        else:  # the length cap left fewer distinct outputs than asked for
+            rows.append(f"{t.line}\t{rank + 1}\t-inf\t\n")
+    return "".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(PROG, quiet=args.quiet)
+    return run_cli(PROG, lambda: _translate(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""Greedy search, beam search and sampling over whole batches, for any :class:`~nmt.models.base.Seq2Seq`.
+
+Search sees a model only through ``encode`` / ``init_state`` / ``decode_step`` and reorders encoder outputs and
+decoder states with the generic :func:`~nmt.models.base.reorder`, so RNNs, Transformers and ensembles share it.
+
+Conventions, the same for every strategy:
+
+- **Length.** A sentence whose source has ``|x|`` pieces (without its EOS) may emit at most
+  ``max_len = floor(max_len_a * |x|) + max_len_b`` pieces; at step ``max_len`` only EOS is allowed, so every
+  hypothesis ends in EOS. The cap is per sentence, never per batch (padding must not change a translation).
+- **Specials.** PAD and BOS are never emitted (their log-probabilities are set to -inf before choosing).
+- **Score.** ``log_prob = sum_t log p(y_t | y_<t, x)`` over the pieces *and* the final EOS, and
+  ``score = log_prob / ((5 + |y|) / 6) ** lenpen`` with ``|y|`` counting the EOS (GNMT length penalty, Wu et al.
+  2016, eq. 14, without the coverage term). ``lenpen = 0`` ranks by raw log-probability.
+- **Beam search** (``beam_size = K > 1``) keeps every sentence's K beams in one (n·K)-row batch. At each step it
+  takes the 2K best (beam, token) extensions per sentence from one ``topk`` over K·V; EOS extensions among the K
+  best are set aside as finished hypotheses, and the K best non-EOS extensions continue. A sentence is done once
+  it holds K finished hypotheses (fairseq's rule) and is then dropped from the batch (its rows are removed, so a
+  finished beam never advances); the search stops when every sentence is done. The ``nbest`` best finished
+  hypotheses by ``score`` are returned, best first.
+- **Greedy** (``beam_size = 1``) is the same search with K = 1, run on a cheaper path (max instead of topk).
+- **Sampling** (``sampling=True``, ``beam_size = 1``) draws each token from ``softmax(log_probs / temperature)``
+  restricted to the ``sampling_topk`` most probable tokens (0 = all), with the given ``torch.Generator``. The
+  reported scores are the model's untempered log-probabilities. Samples depend on the batch composition.
+- **Attention** (``need_attention=True``): each hypothesis carries a (len(tokens) + 1, S_real) matrix whose row t
+  is the attention of the step that emitted token t (the last row: the step that emitted EOS), and whose columns
+  are the real source positions, the source EOS included. Rows follow their hypothesis through beam reorders.
+  Without ``need_attention`` no attention is computed, stored or reordered.
+
+Search writes into the log-probabilities that ``decode_step`` returns (masking, adding beam scores), so a model
+must return a fresh tensor there (``log_softmax`` output is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nmt.config import SearchConfig
+from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID
+from nmt.models.base import EncoderOutput, Seq2Seq, reorder
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    """One finished output.
+
+    Attributes:
+        tokens: the output pieces, without BOS or EOS.
+        score: ``log_prob`` with the length penalty applied (what the hypotheses are ranked by).
+        log_prob: the model's log-probability of ``tokens`` + EOS.
+        attention: (len(tokens) + 1, S_real) float32 on the CPU when asked for, else None.
+    """
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+    attention: Tensor | None = None
+
+
+def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
+    """GNMT length penalty ``((5 + length) / 6) ** alpha``; ``length`` counts the EOS."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_output_lengths(src_lengths: Tensor, cfg: SearchConfig) -> Tensor:
+    """Per-sentence cap on emitted pieces (EOS not counted): ``floor(a * |x|) + b``, |x| without the source EOS.
+
+    Args:
+        src_lengths: (B,) source lengths counting the EOS.
+    Returns:
+        (B,) int64, at least 0.
+    """
+    pieces = (src_lengths - 1).clamp(min=0).to(torch.float64)
+    return (torch.floor(cfg.max_len_a * pieces).long() + cfg.max_len_b).clamp(min=0)
+
+
+@torch.inference_mode()
+def search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_lengths: Tensor,
+    cfg: SearchConfig,
+    *,
+    need_attention: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """Translate a batch: greedy (or sampling) when ``cfg.beam_size == 1``, else beam search.
+
+    Args:
+        model: any Seq2Seq, in eval mode.
+        src: (B, S) source ids (pieces + EOS, right-padded). src_lengths: (B,) counting the EOS.
+        cfg: beam size, nbest, length penalty, length cap, sampling.
+        need_attention: collect one attention matrix per hypothesis (see the module docstring).
+        generator: the random stream for sampling (default: torch's global one).
+    Returns:
+        per input row, up to ``cfg.nbest`` hypotheses, best first (fewer only when the length cap leaves fewer
+        distinct outputs, e.g. a cap of 0 pieces).
+    """
+    if cfg.beam_size == 1:
+        return greedy_search(model, src, src_lengths, cfg, need_attention=need_attention, generator=generator)
+    return beam_search(model, src, src_lengths, cfg, need_attention=need_attention)
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_lengths: Tensor,
+    cfg: SearchConfig,
+    *,
+    need_attention: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """Greedy decoding, or sampling with ``cfg.sampling`` (``cfg.beam_size`` unused); arguments as in :func:`search`."""
+    enc = model.encode(src, src_lengths)
+    max_len = max_output_lengths(src_lengths, cfg).to(src.device)
+    return _greedy(model, enc, src_lengths, max_len, cfg, need_attention, generator)
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchConfig, *, need_attention: bool = False
+) -> list[list[Hypothesis]]:
+    """Beam search with ``cfg.beam_size`` beams (1 allowed: then it equals greedy). Arguments as :func:`search`."""
+    enc = model.encode(src, src_lengths)
+    max_len = max_output_lengths(src_lengths, cfg).to(src.device)
+    return _beam(model, enc, src_lengths, max_len, cfg, need_attention)
+
+
+def _restrict(log_probs: Tensor, capped: Tensor | None) -> Tensor:
+    """Forbid PAD and BOS everywhere, and everything but EOS on rows that reached their length cap.
+
+    Args:
+        log_probs: (N, V), modified in place. capped: (N,) bool or None when no row is capped.
+    """
+    log_probs[:, PAD_ID] = NEG_INF
+    log_probs[:, BOS_ID] = NEG_INF
+    if capped is not None:
+        eos = log_probs[:, EOS_ID].clone()
+        log_probs.masked_fill_(capped[:, None], NEG_INF)
+        log_probs[:, EOS_ID] = eos
+    return log_probs
+
+
+def _capped(t: int, max_len: Tensor, cap_reached: int) -> Tensor | None:
+    """Rows at their length cap at step t, or None (no mask op at all) while no row can be capped yet."""
+    return (max_len <= t) if t >= cap_reached else None
+
+
+def _row_topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``x.topk(k, dim=1)`` for (N, V) rows, faster for wide rows and small k (the beam search case).
+
+    Rows are cut into chunks of ``c`` columns; the k largest values of a row lie in the k chunks with the largest
+    maxima (those k chunks alone hold k values >= the k-th largest chunk maximum), so topk runs on k*c columns
+    instead of V. Falls back to a plain topk when no chunk size near 100 divides V.
+    """
+    n, v = x.shape
+    c = next((c for c in range(100, 60, -1) if v % c == 0), 0)
+    if not c or k * c * 4 > v:
+        return x.topk(k, dim=1)
+    chunk_max = x.view(n, v // c, c).amax(dim=2)  # (N, V/c)
+    chunks = chunk_max.topk(k, dim=1).indices  # (N, k)
+    cols = (chunks[:, :, None] * c + torch.arange(c, device=x.device)).view(n, k * c)  # (N, k*c)
+    values, pos = x.gather(1, cols).topk(k, dim=1)
+    return values, cols.gather(1, pos)
+
+
+def _sample(log_probs: Tensor, cfg: SearchConfig, generator: torch.Generator | None) -> Tensor:
+    """(N, V) -> (N,) tokens drawn from the tempered, top-k-restricted distribution."""
+    logits = log_probs / cfg.sampling_temperature
+    if 0 < cfg.sampling_topk < logits.size(1):
+        kth = logits.topk(cfg.sampling_topk, dim=1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    probs = torch.softmax(logits, dim=1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def _hypothesis(tokens: list[int], log_prob: float, lenpen: float, attention: Tensor | None) -> Hypothesis:
+    return Hypothesis(tokens, log_prob / length_penalty(len(tokens) + 1, lenpen), log_prob, attention)
+
+
+def _greedy(
+    model: Seq2Seq,
+    enc: EncoderOutput,
+    src_lengths: Tensor,
+    max_len: Tensor,
+    cfg: SearchConfig,
+    need_attention: bool,
+    generator: torch.Generator | None,
+) -> list[list[Hypothesis]]:
+    """Greedy decoding (or sampling); finished rows are ignored, and dropped from the batch in groups."""
+    n, device = src_lengths.size(0), max_len.device
+    steps = int(max_len.max()) + 1
+    src_len = src_lengths.tolist()
+    alive = torch.arange(n, device=device)  # original row of each batch row
+    live = torch.ones(n, dtype=torch.bool, device=device)  # rows that have not emitted EOS yet
+    state = model.init_state(enc)
+    prev = torch.full((n,), BOS_ID, dtype=torch.long, device=device)
+    log_prob = torch.zeros(n, device=device)
+    tokens = torch.zeros(n, steps, dtype=torch.long, device=device)
+    attn_buf = None
+    out: list[list[Hypothesis]] = [[] for _ in range(n)]
+    cap_reached = int(max_len.min())
+    for t in range(steps):
+        lp, attn, state = model.decode_step(prev, state, enc, need_attention=need_attention)
+        lp = _restrict(lp, _capped(t, max_len, cap_reached))
+        if cfg.sampling:
+            tok = _sample(lp, cfg, generator)
+            log_prob += lp.gather(1, tok[:, None]).squeeze(1)
+        else:
+            step_lp, tok = lp.max(dim=1)  # max, not argmax: several times faster on the CPU
+            log_prob += step_lp
+        tokens[:, t] = tok
+        if attn is not None:  # None when not asked, or for a model without attention
+            if attn_buf is None:
+                attn_buf = torch.zeros(n, steps, attn.size(1), device=device)
+            attn_buf[:, t] = attn
+        done = (tok == EOS_ID) & live
+        if not bool(done.any()):
+            prev = tok
+            continue
+        fin = done.nonzero().squeeze(1)
+        fin_rows, fin_lp, fin_tok = alive[fin].tolist(), log_prob[fin].tolist(), tokens[fin, :t].tolist()
+        fin_attn = attn_buf[fin, : t + 1].cpu() if attn_buf is not None else None
+        for i, row in enumerate(fin_rows):
+            a = fin_attn[i, :, : src_len[row]] if fin_attn is not None else None
+            out[row].append(_hypothesis(fin_tok[i], fin_lp[i], cfg.lenpen, a))
+        live &= ~done
+        n_live = int(live.sum())
+        if n_live == 0:
+            break
+        prev = tok
+        if (live.numel() - n_live) * 4 >= live.numel():
+            # Drop finished rows once they are a quarter of the batch: removing them copies every live row's
+            # encoder output and state, about the cost of a step, so it does not pay for one row at a time.
+            # Until then they run along and their outputs are ignored.
+            keep = live.nonzero().squeeze(1)
+            state, enc = reorder(state, keep), reorder(enc, keep)
+            alive, prev, log_prob, tokens, max_len = alive[keep], tok[keep], log_prob[keep], tokens[keep], max_len[keep]
+            live = live[keep]
+            if attn_buf is not None:
+                attn_buf = attn_buf[keep]
+    return out
+
+
+def _beam(
+    model: Seq2Seq,
+    enc: EncoderOutput,
+    src_lengths: Tensor,
+    max_len: Tensor,
+    cfg: SearchConfig,
+    need_attention: bool,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; see the module docstring for the rules."""
+    k, n, device = cfg.beam_size, src_lengths.size(0), max_len.device
+    steps = int(max_len.max()) + 1
+    src_len = src_lengths.tolist()
+    enc = reorder(enc, torch.arange(n, device=device).repeat_interleave(k))  # (n*K, ...): encoder ran once
+    state = model.init_state(enc)
+    sent = torch.arange(n, device=device)  # original index of each live sentence
+    # Only beam 0 is live at the start, so the first step does not pick K copies of the same extension.
+    scores = torch.full((n, k), NEG_INF, device=device)
+    scores[:, 0] = 0.0
+    prev = torch.full((n * k,), BOS_ID, dtype=torch.long, device=device)
+    tokens = torch.zeros(n * k, steps, dtype=torch.long, device=device)
+    attn_buf = None
+    n_done = torch.zeros(n, dtype=torch.long, device=device)  # finished hypotheses per live sentence
+    finished: list[list[Hypothesis]] = [[] for _ in range(n)]
+    cap_reached = int(max_len.min())
+    for t in range(steps):
+        lp, attn, state = model.decode_step(prev, state, enc, need_attention=need_attention)
+        capped = _capped(t, max_len, cap_reached)
+        lp = _restrict(lp, None if capped is None else capped.repeat_interleave(k))
+        vocab = lp.size(1)
+        if attn is not None and attn_buf is None:  # None when not asked, or for a model without attention
+            attn_buf = torch.zeros(n * k, steps, attn.size(1), device=device)
+
+        # The 2K best extensions of each sentence over all its beams and tokens. A beam's score shifts its whole
+        # row, so the sentence's best 2K are among its rows' best 2K: (n*K, V) -> (n*K, 2K) -> (n, K*2K) -> (n, 2K).
+        per_row = min(2 * k, vocab)
+        row_lp, row_tok = _row_topk(lp, per_row)
+        cand = (scores.view(-1, 1) + row_lp).view(-1, k * per_row)
+        n_cand = min(2 * k, k * per_row)
+        top_score, top_pos = cand.topk(n_cand, dim=1)
+        top_beam = torch.div(top_pos, per_row, rounding_mode="floor")
+        top_tok = row_tok.view(-1, k * per_row).gather(1, top_pos)
+        is_eos = (top_tok == EOS_ID) & (top_score > NEG_INF)
+
+        # EOS extensions ranked among the K best finish a hypothesis (few rows: a Python loop over them is cheap).
+        fin = is_eos[:, :k]
+        if bool(fin.any()):
+            s_pos, c_pos = fin.nonzero().unbind(1)
+            rows = s_pos * k + top_beam[s_pos, c_pos]
+            f_sent, f_lp, f_tok = sent[s_pos].tolist(), top_score[s_pos, c_pos].tolist(), tokens[rows, :t].tolist()
+            f_attn = None
+            if attn_buf is not None:
+                f_attn = torch.cat([attn_buf[rows, :t], attn[rows, None].float()], dim=1).cpu()  # (f, t+1, S)
+            for i, s in enumerate(f_sent):
+                a = f_attn[i, :, : src_len[s]] if f_attn is not None else None
+                finished[s].append(_hypothesis(f_tok[i], f_lp[i], cfg.lenpen, a))
+            n_done += fin.sum(dim=1)
+
+        # The K best non-EOS extensions continue: push EOS candidates behind all others, keep the first K.
+        order = torch.arange(n_cand, device=device).expand_as(top_score)
+        _, act = torch.where(is_eos, order + n_cand, order).topk(k, dim=1, largest=False)  # (n, K), ascending
+        new_score = top_score.gather(1, act).masked_fill(is_eos.gather(1, act), NEG_INF)
+        new_beam, new_tok = top_beam.gather(1, act), top_tok.gather(1, act)
+
+        done = n_done >= k
+        if capped is not None:
+            done |= capped
+        done |= ~(new_score > NEG_INF).any(dim=1)  # nothing left to extend (tiny vocabularies)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            beam_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+            enc = reorder(enc, beam_rows)
+            sent, max_len, n_done = sent[keep], max_len[keep], n_done[keep]
+            new_score, new_beam, new_tok = new_score[keep], new_beam[keep], new_tok[keep]
+            rows = (keep[:, None] * k + new_beam).view(-1)
+        else:
+            rows = (torch.arange(new_beam.size(0), device=device)[:, None] * k + new_beam).view(-1)
+        # Every beam continues from the row it extends: state, history and attention follow it.
+        state = reorder(state, rows)
+        tokens = tokens.index_select(0, rows)
+        prev = new_tok.view(-1)
+        tokens[:, t] = prev
+        if attn_buf is not None:
+            attn_buf = attn_buf.index_select(0, rows)
+            attn_buf[:, t] = attn.index_select(0, rows)
+        scores = new_score
+
+    out = []
+    for hyps in finished:
+        hyps.sort(key=lambda h: h.score, reverse=True)  # stable: ties keep the order they finished in
+        out.append(hyps[: cfg.nbest])
+    return out

@@ -1,0 +1,81 @@
+"""Checkpoint averaging: the mean of several checkpoints' weights, as one loadable checkpoint.
+
+Averaging the last few checkpoints of a run usually gains a little BLEU over the last one alone
+(Vaswani et al. 2017 averaged the last 5 or 20). The result keeps the newest checkpoint's config and tokenizer and
+drops the resume-only parts (optimizer, RNG, loader), so it serves translation, not resuming.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.errors import CheckpointError
+from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``step_N.pt`` files in ``directory`` as (N, path), oldest first."""
+    found = [(int(m.group(1)), p) for p in directory.glob("step_*.pt") if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def last_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
+    """The newest ``n`` step checkpoints of a run directory (or of its ``checkpoints/`` folder)."""
+    run_dir = Path(run_dir)
+    directory = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    found = step_checkpoints(directory)
+    if not found:
+        raise CheckpointError(f"no step_N.pt checkpoints in {directory}")
+    if len(found) < n:
+        raise CheckpointError(f"asked for the last {n} checkpoints, but {directory} holds only {len(found)}")
+    return [p for _, p in found[-n:]]
+
+
+def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Average the model weights of ``paths`` (floating-point tensors in float64, then back to their dtype).
+
+    Integer buffers are taken from the last checkpoint. All checkpoints must hold the same parameter names and
+    shapes (the same model config).
+
+    Returns:
+        A checkpoint dict (``format`` added by :func:`save_checkpoint`) with ``averaged_from`` listing the inputs.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    sums: dict[str, torch.Tensor] = {}
+    last: dict[str, Any] = {}
+    for i, path in enumerate(paths):
+        state = load_checkpoint(path)
+        model = state["model"]
+        if i == 0:
+            sums = {k: v.double().clone() if v.is_floating_point() else v for k, v in model.items()}
+            reference = {k: tuple(v.shape) for k, v in model.items()}
+        else:
+            shapes = {k: tuple(v.shape) for k, v in model.items()}
+            if shapes != reference:
+                diff = sorted(set(shapes.items()) ^ set(reference.items()))[:3]
+                raise CheckpointError(f"{path} does not match {paths[0]} (different model): first differences {diff}")
+            for k, v in model.items():
+                sums[k] = sums[k] + v.double() if v.is_floating_point() else v
+        last = state
+    averaged = {k: (v / len(paths)).to(last["model"][k].dtype) if v.is_floating_point() else v for k, v in sums.items()}
+    return {
+        "step": last["step"],
+        "config": last["config"],
+        "tokenizer": last["tokenizer"],
+        "model": averaged,
+        "averaged_from": [str(p) for p in paths],
+    }
+
+
+def average_to_file(paths: Sequence[str | Path], output: str | Path) -> Path:
+    """Average ``paths`` and write the result atomically to ``output``."""
+    save_checkpoint(average_checkpoints(paths), output)
+    return Path(output)

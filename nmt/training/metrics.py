@@ -1,0 +1,175 @@
+"""Where training reports go: ``metrics.jsonl``, TensorBoard, and a progress bar or plain log lines.
+
+Only rank 0 builds a :class:`MetricsWriter`; the others get a disabled one, so call sites need no rank checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("nmt.training.trainer")  # progress lines read as the trainer's
+
+
+class MetricsWriter:
+    """One JSON object per logged step/evaluation in ``metrics.jsonl`` plus the same scalars in TensorBoard.
+
+    Args:
+        run_dir: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
+        enabled: False on ranks other than 0 (every method is then a no-op).
+        resume_step: when resuming, records after this step (written by a killed run after its last
+            checkpoint) are dropped from ``metrics.jsonl`` and purged from TensorBoard, so each step appears once.
+    """
+
+    def __init__(self, run_dir: Path, *, enabled: bool = True, resume_step: int | None = None) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.file = self.path.open("a", encoding="utf-8")
+        from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
+
+        purge = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
+
+    def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """Append ``{"kind": kind, "step": step, **values}`` and send numeric values to TensorBoard as
+        ``{kind}/{name}``."""
+        if not self.enabled:
+            return
+        record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(f"{kind}/{name}", value, step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        if self.enabled:
+            self.writer.add_figure(tag, figure, step, close=True)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.enabled:
+            self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Hyper-parameters next to the final scores (TensorBoard's HPARAMS tab compares runs)."""
+        if self.enabled:
+            plain = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+            self.writer.add_hparams(plain, metrics, run_name="hparams")
+
+    def flush(self) -> None:
+        if self.enabled:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+            self.file.close()
+            self.enabled = False
+
+
+class Progress:
+    """A tqdm bar (loss, lr, tok/s) when stderr is a terminal, else a plain log line every ``every`` updates."""
+
+    def __init__(self, *, total: int, initial: int, every: int, enabled: bool = True) -> None:
+        self.every = every
+        self.bar = None
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True, leave=False)
+
+    def update(self, step: int, values: dict[str, Any]) -> None:
+        """Called once per update with the latest figures (plain lines only on logging steps)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % self.every == 0:
+                self.bar.set_postfix_str(_fmt(values), refresh=False)
+        elif step % self.every == 0:
+            log.info("step %d | %s", step, _fmt(values))
+
+    def write(self, message: str) -> None:
+        """Log ``message`` without tearing the bar."""
+        if self.bar is not None:
+            self.bar.clear()
+        log.info(message)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, float):
+            v = f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}" if abs(v) < 1e4 else f"{v:.0f}"
+        parts.append(f"{k} {v}")
+    return " | ".join(parts)
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, *, n: int = 2048, repeats: int = 3) -> float:
+    """Best-of-``repeats`` FLOP/s of an ``n``×256 @ 256×``n`` matmul, the shape class NMT layers run at."""
+    a = torch.randn(n * 2, 256, device=device, dtype=dtype)
+    b = torch.randn(256, n, device=device, dtype=dtype)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first call warms up the kernel
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, (time.perf_counter() - t0) / 4)
+    return 2 * a.size(0) * a.size(1) * b.size(1) / best
+
+
+def attention_figure(attention: Any, src_pieces: list[str], tgt_pieces: list[str], title: str = "") -> Any:
+    """A heatmap of one sentence's attention: target pieces down, source pieces across.
+
+    Args:
+        attention: (T, S) weights (rows: target positions incl. ``</s>``; columns: source pieces incl. ``</s>``).
+        src_pieces: S labels. tgt_pieces: T labels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to a buffer only
+    from matplotlib.figure import Figure
+
+    weights = torch.as_tensor(attention, dtype=torch.float32).cpu().numpy()
+    t, s = weights.shape
+    fig = Figure(figsize=(max(3.0, 0.32 * s + 1.5), max(3.0, 0.32 * t + 1.2)), dpi=80)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(s))
+    ax.set_xticklabels(src_pieces[:s], rotation=90, fontsize=7)
+    ax.set_yticks(range(t))
+    ax.set_yticklabels(tgt_pieces[:t], fontsize=7)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig

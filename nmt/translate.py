@@ -1,0 +1,315 @@
+"""From checkpoints to translations: token-budget batches in length order, results in input order, streaming.
+
+:func:`translate_ids` is the one batched path that validation, ``nmt-translate`` and ``nmt-evaluate`` share.
+:class:`Translator` adds text handling around it: an empty line gives an empty output without calling the
+model, a line longer than the model's maximum source length is truncated with a warning naming the line, and
+:meth:`Translator.stream` reads any number of lines in fixed-size chunks, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
+from nmt.config import AttentionType, ConfigError, NMTConfig, RNNConfig, SearchConfig
+from nmt.data.batch import collate
+from nmt.errors import CheckpointError, DataError
+from nmt.models.base import Seq2Seq
+from nmt.search import Hypothesis, search
+
+if TYPE_CHECKING:
+    from nmt.data.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def make_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Group indices, longest first, so that ``sentences x (longest source + EOS) <= batch_tokens``.
+
+    A sentence longer than the budget gets a batch of its own. Sorting is stable, so equal lengths keep input order.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        size = lengths[i] + 1
+        if current and (len(current) + 1) * max(longest, size) > batch_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def translate_ids(
+    model: Seq2Seq,
+    src_ids: list[list[int]],
+    cfg: SearchConfig,
+    *,
+    device: torch.device | str,
+    need_attention: bool = False,
+    generator: torch.Generator | None = None,
+    precision: str = "fp32",
+) -> list[list[Hypothesis]]:
+    """Search for every source (piece ids, no specials) in length-sorted token-budget batches; input order out.
+
+    An empty source gives one empty hypothesis (score 0, attention [[1.0]]) without a model call. The model is
+    put in eval mode for the duration (and restored), so validation during training can call this directly.
+    ``precision`` ``bf16``/``fp16`` runs the model under autocast (bf16 is the fast format of recent CPUs).
+    """
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    todo = [i for i, ids in enumerate(src_ids) if ids]
+    for i, ids in enumerate(src_ids):
+        if not ids:
+            results[i] = [Hypothesis([], 0.0, 0.0, torch.ones(1, 1) if need_attention else None)]
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    try:
+        for batch_pos in make_batches([len(src_ids[i]) for i in todo], cfg.batch_tokens):
+            rows = [todo[p] for p in batch_pos]
+            batch = collate([src_ids[i] for i in rows], None, rows).to(device)
+            with _autocast(device, precision):
+                hyps = search(
+                    model, batch.src, batch.src_lengths, cfg, need_attention=need_attention, generator=generator
+                )
+            for i, h in zip(rows, hyps):  # scatter back by original index
+                results[i] = h
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(getattr(precision, "value", precision)))
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
+    """One checkpoint -> its model; several -> an :class:`~nmt.models.ensemble.Ensemble` (one shared vocabulary).
+
+    Returns the model, the tokenizer and the first checkpoint's config.
+
+    Raises:
+        CheckpointError: a checkpoint cannot be loaded, or the checkpoints' vocabularies differ.
+    """
+    from nmt.training.checkpoint import load_for_inference
+
+    if not paths:
+        raise CheckpointError("no checkpoint given")
+    loaded = [load_for_inference(p, device) for p in paths]
+    model, tokenizer, cfg = loaded[0]
+    if len(loaded) == 1:
+        return model, tokenizer, cfg
+    from nmt.models.ensemble import Ensemble
+
+    for path, (_, tok, _) in zip(paths[1:], loaded[1:]):
+        if tok.to_state() != tokenizer.to_state():
+            raise CheckpointError(
+                f"{path} uses a different vocabulary (SentencePiece model) than {paths[0]}: "
+                "an ensemble needs checkpoints trained with the same tokenizer"
+            )
+    return Ensemble([m for m, _, _ in loaded]).to(device).eval(), tokenizer, cfg
+
+
+# --------------------------------------------------------------------------------------------- text
+@dataclass
+class Translation:
+    """One input line and its outputs.
+
+    Attributes:
+        line: 1-based line number in the input.
+        source: the input line (decoded, without its line ending).
+        src_ids: the source pieces actually translated (after truncation).
+        hypotheses: best first (``nbest`` of them); one empty hypothesis for an empty line.
+        texts: the detokenized output of each hypothesis (never containing a newline).
+        truncated: the line was longer than the maximum source length.
+    """
+
+    line: int
+    source: str
+    src_ids: list[int]
+    hypotheses: list[Hypothesis]
+    texts: list[str]
+    truncated: bool = False
+
+
+@dataclass
+class Stats:
+    sentences: int = 0
+    pieces: int = 0  # output pieces of the best hypotheses, EOS included (what the decoder produced)
+    words: int = 0  # whitespace tokens of the best outputs
+    seconds: float = 0.0
+    truncated: list[int] = field(default_factory=list)
+
+
+def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict") -> Iterator[str]:
+    """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``.
+
+    Raises:
+        DataError: invalid UTF-8 with ``errors="strict"``, naming the input and the 1-based line.
+    """
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{name}, line {number}: invalid UTF-8 at byte {e.start} ({line[e.start : e.start + 4]!r}); "
+                "convert the input to UTF-8 or pass --errors replace"
+            ) from None
+        yield text.rstrip("\r\n")
+
+
+class Translator:
+    """Translate text lines with a model and its tokenizer.
+
+    Args:
+        model: a Seq2Seq (or Ensemble) on ``device``, in eval mode.
+        tokenizer: the model's tokenizer.
+        cfg: search settings.
+        device: where batches go.
+        max_source_len: longer sources are truncated to this many pieces (with a warning naming the line).
+        need_attention: keep attention matrices (for alignments and dumps).
+        generator: random stream for sampling.
+        config: the checkpoint's config (kept for callers, e.g. its test sets).
+        precision: ``fp32``, or ``bf16``/``fp16`` to run the model under autocast.
+    """
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        tokenizer: Tokenizer,
+        cfg: SearchConfig,
+        *,
+        device: torch.device | str = "cpu",
+        max_source_len: int = 1024,
+        need_attention: bool = False,
+        generator: torch.Generator | None = None,
+        config: NMTConfig | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.config = config  # the (first) checkpoint's whole config, when loaded from one
+        self.precision = precision
+        self.device = torch.device(device)
+        self.max_source_len = max_source_len
+        self.need_attention = need_attention
+        self.generator = generator
+        self.stats = Stats()
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: list[str | Path],
+        *,
+        device: torch.device | str = "cpu",
+        search: dict[str, Any] | None = None,
+        max_source_len: int | None = None,
+        need_attention: bool = False,
+        align_layer: int | None = None,
+        align_heads: list[int] | None = None,
+        seed: int | None = None,
+        precision: str = "fp32",
+    ) -> Translator:
+        """Load checkpoint(s); ``search`` overrides fields of the checkpoint's own search config."""
+        model, tokenizer, cfg = load_models(list(paths), device)
+        if need_attention and isinstance(cfg.model, RNNConfig) and cfg.model.attention == AttentionType.none:
+            raise ConfigError(f"{paths[0]} is a model without attention (model.attention=none): no alignments")
+        if align_layer is not None or align_heads is not None:
+            model.set_alignment(layer=align_layer, heads=align_heads)
+        search_cfg = replace(cfg.search, **(search or {}))  # __post_init__ checks the combination
+        generator = None
+        if search_cfg.sampling and seed is not None:
+            generator = torch.Generator(device=torch.device(device)).manual_seed(seed)
+        return cls(
+            model,
+            tokenizer,
+            search_cfg,
+            device=device,
+            max_source_len=max_source_len or cfg.data.max_len,
+            need_attention=need_attention,
+            generator=generator,
+            config=cfg,
+            precision=precision,
+        )
+
+    def translate(self, lines: list[str], *, first_line: int = 1) -> list[Translation]:
+        """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results."""
+        start = time.perf_counter()
+        src_ids = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
+        truncated: list[int] = []
+        for k, ids in enumerate(src_ids):
+            if len(ids) > self.max_source_len:
+                log.warning(
+                    "line %d: %d source pieces, more than the maximum %d; only the first %d are translated",
+                    first_line + k,
+                    len(ids),
+                    self.max_source_len,
+                    self.max_source_len,
+                )
+                src_ids[k] = ids[: self.max_source_len]
+                truncated.append(first_line + k)
+        hyps = translate_ids(
+            self.model,
+            src_ids,
+            self.cfg,
+            device=self.device,
+            need_attention=self.need_attention,
+            generator=self.generator,
+            precision=self.precision,
+        )
+        out = []
+        cut = set(truncated)
+        for k, (line, ids, h) in enumerate(zip(lines, src_ids, hyps)):
+            texts = [self.tokenizer.decode_tgt(x.tokens).replace("\n", " ") if ids else "" for x in h]
+            out.append(Translation(first_line + k, line, ids, h, texts, first_line + k in cut))
+            if ids:
+                self.stats.pieces += len(h[0].tokens) + 1
+                self.stats.words += len(texts[0].split())
+        self.stats.sentences += len(lines)
+        self.stats.truncated += truncated
+        self.stats.seconds += time.perf_counter() - start
+        return out
+
+    def stream(self, lines: Iterable[str], *, chunk_lines: int = 10_000) -> Iterator[Translation]:
+        """Translate an iterable of lines chunk by chunk, yielding results in input order."""
+        chunk: list[str] = []
+        first = 1
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) >= chunk_lines:
+                yield from self.translate(chunk, first_line=first)
+                first += len(chunk)
+                chunk = []
+        if chunk:
+            yield from self.translate(chunk, first_line=first)
+
+    def links(self, t: Translation, rank: int = 0, *, threshold: float | None = None) -> str:
+        """The Pharaoh line (0-based ``src-tgt``) of :meth:`word_alignment`."""
+        return format_pharaoh(self.word_alignment(t, rank, threshold=threshold))
+
+    def word_alignment(self, t: Translation, rank: int = 0, *, threshold: float | None = None) -> set[Link]:
+        """Word links of hypothesis ``rank`` from its attention (see :mod:`nmt.analysis.alignment`)."""
+        h = t.hypotheses[rank]
+        if not t.src_ids or not h.tokens or h.attention is None:
+            return set()
+        return attention_to_links(
+            h.attention,
+            self.tokenizer.src_pieces(t.src_ids),
+            self.tokenizer.tgt_pieces(h.tokens),
+            n_src_words=len(t.source.split()),
+            n_tgt_words=len(t.texts[rank].split()),
+            threshold=threshold,
+        )

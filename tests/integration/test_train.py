@@ -1,0 +1,206 @@
+"""``nmt-train`` end to end through the installed console script, on a real Multi30k slice with tiny models.
+
+What a run must leave behind (checkpoints, metrics.jsonl, TensorBoard scalars and attention images, results.json),
+exact resume after SIGKILL and SIGTERM, "nothing to do" on a finished run, clear errors, and checkpoint averaging.
+The data-parallel run lives in test_train_ddp.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nmt.training.checkpoint import load_checkpoint, load_for_inference
+
+TINY_MODELS = {
+    "transformer": ["model.d_model=32", "model.ffn_dim=64", "model.heads=2", "model.encoder_layers=1",
+                    "model.decoder_layers=2"],
+    "rnn_bahdanau": ["model.embed_dim=32", "model.hidden_dim=48"],
+    "rnn_luong": ["model.embed_dim=32", "model.hidden_dim=48"],
+}  # fmt: skip
+
+
+def command(run_dir: Path, cache: Path, model: str, *overrides: str) -> list[str]:
+    return [
+        str(BIN / "nmt-train"),
+        f"hydra.run.dir={run_dir}",
+        f"model={model}",
+        *TINY_MODELS[model],
+        f"data.cache_dir={cache}",
+        "tokenizer.vocab_size=500",
+        "train.max_steps=20",
+        "train.eval_every=10",
+        "train.save_every=10",
+        "train.log_every=5",
+        "train.batch_tokens=1024",
+        "train.warmup_steps=10",
+        "train.lr=2e-3",
+        "train.threads=1",
+        "train.heatmap_sentences=2",
+        "search.beam_size=2",
+        *overrides,
+    ]
+
+
+@pytest.fixture(scope="module")
+def env(m30k_slice: Path) -> dict[str, str]:
+    return {**os.environ, "NMT_DATA_DIR": str(m30k_slice), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")  # shared: the tokenizer is trained once for the module
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, env, cache) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    out = {}
+    for model in TINY_MODELS:
+        run_dir = tmp_path_factory.mktemp(model)
+        out[model] = (run_dir, run(command(run_dir, cache, model), env))
+    return out
+
+
+@pytest.mark.parametrize("model", list(TINY_MODELS))
+def test_a_short_run_leaves_checkpoints_metrics_tensorboard_and_results(runs, model):
+    run_dir, proc = runs[model]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpts = run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt", "step_10.pt", "step_20.pt"]
+    last = load_checkpoint(ckpts / "last.pt")
+    assert last["step"] == 20 and last["trainer"]["finished"] == "max_steps" and last["config"]["model"]["arch"]
+    assert (run_dir / ".hydra" / "config.yaml").exists() and list((run_dir / "tokenizer").glob("*.model"))
+    assert "starting a new run" in (run_dir / "train.log").read_text()
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    valid = [r for r in records if r["kind"] == "valid"]
+    assert [r["step"] for r in train] == [5, 10, 15, 20] and [r["step"] for r in valid] == [10, 20]
+    assert all(0 <= r["bleu"] <= 100 and r["ppl"] > 1 and "BLEU" not in r["bleu_signature"] for r in valid)
+    assert all(r["tokens_per_s"] > 0 and 0 < r["padding_efficiency"] <= 1 and r["lr"] > 0 for r in train)
+    assert train[-1]["loss"] < train[0]["loss"]  # it learns something even in 20 updates
+    assert len((run_dir / "valid" / "step_20.hyp").read_text().splitlines()) == 100
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "valid/bleu", "valid/ppl"} <= set(
+        tags["scalars"]
+    )
+    assert [e.step for e in acc.Scalars("valid/bleu")] == [10, 20]
+    assert {"attention/dev_0", "attention/dev_1"} <= set(tags["images"])
+    assert [e.step for e in acc.Images("attention/dev_0")] == [10, 20]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    (test,) = results["test"]
+    assert test["name"] == "test_2016_flickr" and test["sentences"] == 100
+    assert test["bleu_signature"].startswith("nrefs:1|") and "chrf" in test
+    assert results["parameters"] > 0 and results["steps"] == 20 and results["tokens_per_s"] > 0
+    assert len((run_dir / test["hypotheses"]).read_text().splitlines()) == 100
+
+
+def test_rerunning_a_finished_run_says_there_is_nothing_to_do(runs, env, cache):
+    run_dir, _ = runs["transformer"]
+    before = (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
+    proc = run(command(run_dir, cache, "transformer"), env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "NOTHING TO DO" in proc.stdout + proc.stderr and "train.max_steps" in proc.stdout + proc.stderr
+    assert (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_averaging_the_last_checkpoints_gives_a_loadable_mean(runs, tmp_path):
+    run_dir, _ = runs["rnn_luong"]
+    out = tmp_path / "avg.pt"
+    proc = subprocess.run(
+        [BIN / "nmt-average", "--last", "2", run_dir, "--output", out], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    model, tokenizer, cfg = load_for_inference(out)
+    a, b = (load_checkpoint(run_dir / "checkpoints" / f"step_{n}.pt")["model"] for n in (10, 20))
+    for name, tensor in model.state_dict().items():
+        assert torch.allclose(tensor, (a[name] + b[name]) / 2, atol=1e-6), name
+    assert cfg.model.attention.value == "luong" and tokenizer.tgt_vocab_size == 500
+
+
+def test_a_corrupt_last_checkpoint_is_a_clear_error_not_a_traceback(runs, env, cache, tmp_path):
+    source, _ = runs["rnn_bahdanau"]
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    data = (source / "checkpoints" / "last.pt").read_bytes()
+    (run_dir / "checkpoints" / "last.pt").write_bytes(data[: len(data) // 3])
+    proc = run(command(run_dir, cache, "rnn_bahdanau"), env)
+    assert proc.returncode == 1
+    assert "truncated or corrupt" in proc.stderr and "last.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_mistakes_exit_nonzero_with_a_message(env, tmp_path):
+    proc = run([str(BIN / "nmt-train"), f"hydra.run.dir={tmp_path}", "train.lr=-1"], env)
+    assert proc.returncode == 1
+    assert "train.lr must be positive" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- exact resume
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"training ended (rc {proc.returncode}) before {path.name} appeared:\n{proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} did not appear in {timeout} s")
+        time.sleep(0.01)
+
+
+def test_sigkill_and_sigterm_then_resume_give_bitwise_the_weights_of_an_uninterrupted_run(env, cache, tmp_path):
+    # Dropout on (the tiny Transformer has 0.1), two evaluations, five step checkpoints.
+    extra = ["train.max_steps=40", "train.eval_every=20", "train.save_every=10", "train.heatmap_sentences=0"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    proc = run(command(straight, cache, "transformer", *extra), env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    cmd = command(resumed, cache, "transformer", *extra)
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(resumed / "checkpoints" / "step_10.pt", first)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(60) == -signal.SIGKILL
+
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(resumed / "checkpoints" / "step_30.pt", second)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(60) == 128 + signal.SIGTERM  # saved a checkpoint and exited
+    interrupted_at = load_checkpoint(resumed / "checkpoints" / "last.pt")["step"]
+    assert 30 <= interrupted_at < 40
+    assert "SIGTERM received" in second.stderr.read()
+
+    third = run(cmd, env)
+    assert third.returncode == 0, third.stderr[-2000:]
+    log = (resumed / "train.log").read_text()
+    assert "RESUMING from" in log and f"step {interrupted_at}," in log
+
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 40
+    assert a["model"].keys() == b["model"].keys()
+    different = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    assert not different, f"weights differ after resume: {different[:5]}"
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert steps == train_steps  # each step logged once, as in the uninterrupted run
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -1,0 +1,56 @@
+"""Checkpoint averaging: the element-wise mean of the weights, checked inputs, ``--last N`` selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.cli.average import main
+from nmt.errors import CheckpointError
+from nmt.training.average import average_checkpoints, last_checkpoints
+from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def write(path, step: int, weight: torch.Tensor, **extra) -> None:
+    model = {"w": weight, "count": torch.tensor(step), "half": weight.half()}
+    state = {"step": step, "config": {"step": step}, "model": model, "tokenizer": {"joint": b"sp"}, **extra}
+    save_checkpoint(state, path)
+
+
+def test_average_is_the_elementwise_mean_and_keeps_dtypes(tmp_path):
+    ws = [torch.tensor([1.0, 2.0, 4.0]), torch.tensor([3.0, 2.0, 0.0]), torch.tensor([2.0, 5.0, 5.0])]
+    for i, w in enumerate(ws):
+        write(tmp_path / f"step_{10 * (i + 1)}.pt", 10 * (i + 1), w, optimizer={"state": {}})
+    avg = average_checkpoints([tmp_path / f"step_{n}.pt" for n in (10, 20, 30)])
+    assert torch.equal(avg["model"]["w"], torch.tensor([2.0, 3.0, 3.0]))
+    assert avg["model"]["half"].dtype == torch.float16
+    assert int(avg["model"]["count"]) == 30  # integer buffers come from the newest checkpoint
+    assert avg["step"] == 30 and avg["config"] == {"step": 30}
+    assert "optimizer" not in avg  # weights only: not a resumable checkpoint
+
+
+def test_last_n_picks_the_newest_step_files_by_number_and_cli_writes_a_loadable_file(tmp_path, capsys):
+    ckpts = tmp_path / "checkpoints"
+    for step in (5, 10, 100):  # 100 sorts before 5 as text: selection must be numeric
+        write(ckpts / f"step_{step}.pt", step, torch.full((2,), float(step)))
+    write(ckpts / "last.pt", 100, torch.zeros(2))
+    assert [p.name for p in last_checkpoints(tmp_path, 2)] == ["step_10.pt", "step_100.pt"]
+    assert main(["--last", "2", str(tmp_path), "--output", str(tmp_path / "avg.pt")]) == 0
+    avg = load_checkpoint(tmp_path / "avg.pt")
+    assert torch.equal(avg["model"]["w"], torch.full((2,), 55.0))
+    assert "step_10.pt" in capsys.readouterr().err
+
+
+def test_mismatched_models_and_missing_files_are_clear_errors(tmp_path, capsys):
+    write(tmp_path / "a.pt", 1, torch.zeros(3))
+    write(tmp_path / "b.pt", 2, torch.zeros(4))
+    with pytest.raises(CheckpointError, match="does not match"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(CheckpointError, match=r"no step_N\.pt checkpoints"):
+        last_checkpoints(tmp_path, 2)
+    assert (
+        main(["--inputs", str(tmp_path / "a.pt"), str(tmp_path / "nope.pt"), "--output", str(tmp_path / "o.pt")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "nope.pt" in err and "Traceback" not in err
+    assert not (tmp_path / "o.pt").exists()

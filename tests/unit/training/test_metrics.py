@@ -1,0 +1,64 @@
+"""metrics.jsonl + TensorBoard: one record per step, the same scalars in the event file, no duplicates on resume."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nmt.training.metrics import MetricsWriter, attention_figure
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def scalars(run_dir, tag: str) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_records_reach_jsonl_and_tensorboard_and_a_resume_drops_steps_after_the_checkpoint(tmp_path):
+    w = MetricsWriter(tmp_path)
+    for step in (10, 20, 30):
+        w.log("train", step, {"loss": 10.0 / step, "lr": 1e-3, "note": "text is kept out of TensorBoard"})
+    w.log("valid", 20, {"bleu": 1.5})
+    w.close()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [(r["kind"], r["step"]) for r in records] == [("train", 10), ("train", 20), ("train", 30), ("valid", 20)]
+    assert records[0]["loss"] == 1.0 and records[0]["note"].startswith("text")
+
+    # A run killed after step 30 resumes from its step-20 checkpoint and logs 30 again.
+    w = MetricsWriter(tmp_path, resume_step=20)
+    w.log("train", 30, {"loss": 0.5, "lr": 1e-3})
+    w.close()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [(r["kind"], r["step"], r.get("loss")) for r in records if r["kind"] == "train"] == [
+        ("train", 10, 1.0),
+        ("train", 20, 0.5),
+        ("train", 30, 0.5),
+    ]
+    assert scalars(tmp_path, "train/loss") == [(10, 1.0), (20, 0.5), (30, 0.5)]  # the old step 30 was purged
+    assert scalars(tmp_path, "valid/bleu") == [(20, 1.5)]
+
+
+def test_disabled_writer_writes_nothing(tmp_path):
+    w = MetricsWriter(tmp_path, enabled=False)
+    w.log("train", 1, {"loss": 1.0})
+    w.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_attention_figure_becomes_a_tensorboard_image(tmp_path):
+    weights = torch.softmax(torch.randn(4, 5), dim=-1)
+    fig = attention_figure(weights, ["▁ein", "▁Hund", "▁läuft", ".", "</s>"], ["▁a", "▁dog", "▁runs", "</s>"], "x")
+    assert len(fig.axes[0].get_xticklabels()) == 5 and len(fig.axes[0].get_yticklabels()) == 4
+    w = MetricsWriter(tmp_path)
+    w.figure("attention/dev_0", fig, 7)
+    w.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    (image,) = acc.Images("attention/dev_0")
+    assert image.step == 7 and image.width > 50 and image.height > 50
