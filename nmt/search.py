@@ -15,9 +15,12 @@ Conventions, the same for every strategy:
 - **Beam search** (``beam_size = K > 1``) keeps every sentence's K beams in one (n·K)-row batch. At each step it
   takes the 2K best (beam, token) extensions per sentence from one ``topk`` over K·V; EOS extensions among the K
   best are set aside as finished hypotheses, and the K best non-EOS extensions continue. A sentence is done once
-  it holds K finished hypotheses (fairseq's rule) and is then dropped from the batch (its rows are removed, so a
-  finished beam never advances); the search stops when every sentence is done. The ``nbest`` best finished
-  hypotheses by ``score`` are returned, best first.
+  it holds K finished hypotheses (fairseq's rule), or ``nbest`` of them and its best finished score is at least
+  the best live beam's score normalised as if that beam ended at the next step (exact with ``lenpen = 0``, where
+  extending a hypothesis only lowers its score; with ``lenpen > 0`` the usual heuristic, as in Hugging Face's
+  default). A done sentence is dropped from the batch (its rows are removed, so a finished beam never advances);
+  the search stops when every sentence is done. The ``nbest`` best finished hypotheses by ``score`` are returned,
+  best first.
 - **Greedy** (``beam_size = 1``) is the same search with K = 1, run on a cheaper path (max instead of topk).
 - **Sampling** (``sampling=True``, ``beam_size = 1``) draws each token from ``softmax(log_probs / temperature)``
   restricted to the ``sampling_topk`` most probable tokens (0 = all), with the given ``torch.Generator``. The
@@ -270,6 +273,7 @@ def _beam(
     tokens = torch.zeros(n * k, steps, dtype=torch.long, device=device)
     attn_buf = None
     n_done = torch.zeros(n, dtype=torch.long, device=device)  # finished hypotheses per live sentence
+    best_done = torch.full((n,), NEG_INF, device=device)  # their best score per live sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(n)]
     cap_reached = int(max_len.min())
     for t in range(steps):
@@ -304,6 +308,8 @@ def _beam(
                 a = f_attn[i, :, : src_len[s]] if f_attn is not None else None
                 finished[s].append(_hypothesis(f_tok[i], f_lp[i], cfg.lenpen, a))
             n_done += fin.sum(dim=1)
+            fin_score = top_score[:, :k].masked_fill(~fin, NEG_INF).amax(dim=1) / length_penalty(t + 1, cfg.lenpen)
+            best_done = torch.maximum(best_done, fin_score)
 
         # The K best non-EOS extensions continue: push EOS candidates behind all others, keep the first K.
         order = torch.arange(n_cand, device=device).expand_as(top_score)
@@ -311,7 +317,10 @@ def _beam(
         new_score = top_score.gather(1, act).masked_fill(is_eos.gather(1, act), NEG_INF)
         new_beam, new_tok = top_beam.gather(1, act), top_tok.gather(1, act)
 
-        done = n_done >= k
+        # Done: K finished hypotheses, or nbest of them and no live beam can still do better, assuming it ends at
+        # the next step (exact for lenpen 0, where extending only lowers a score; the usual heuristic otherwise).
+        best_live = new_score.amax(dim=1) / length_penalty(t + 2, cfg.lenpen)
+        done = (n_done >= k) | ((n_done >= cfg.nbest) & (best_done >= best_live))
         if capped is not None:
             done |= capped
         done |= ~(new_score > NEG_INF).any(dim=1)  # nothing left to extend (tiny vocabularies)
@@ -321,7 +330,7 @@ def _beam(
             keep = (~done).nonzero().squeeze(1)
             beam_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
             enc = reorder(enc, beam_rows)
-            sent, max_len, n_done = sent[keep], max_len[keep], n_done[keep]
+            sent, max_len, n_done, best_done = sent[keep], max_len[keep], n_done[keep], best_done[keep]
             new_score, new_beam, new_tok = new_score[keep], new_beam[keep], new_tok[keep]
             rows = (keep[:, None] * k + new_beam).view(-1)
         else:

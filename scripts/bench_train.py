@@ -64,7 +64,7 @@ def bench(model: str, precision: str, args: argparse.Namespace) -> dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp))
         batches = iter(trainer.loader)
-        times, tokens, real, padded = [], [], 0.0, 0.0
+        times, tokens, losses, real, padded = [], [], [], 0.0, 0.0
         profiler = None
         for step in range(1, args.steps + 1):
             if args.profile and step == args.warmup + 1:
@@ -79,6 +79,7 @@ def bench(model: str, precision: str, args: argparse.Namespace) -> dict[str, flo
             if step > args.warmup:
                 times.append(time.perf_counter() - t0)
                 tokens.append(figures["tokens"])
+                losses.append(figures["loss"])
                 real += figures["real"]
                 padded += figures["padded"]
             if profiler is not None and step == args.warmup + args.profile_steps:
@@ -95,7 +96,7 @@ def bench(model: str, precision: str, args: argparse.Namespace) -> dict[str, flo
             "peak_gflops": trainer.peak_flops / 1e9,
             "params": trainer.n_params,
             "padding_efficiency": real / padded,
-            "loss": figures["loss"],
+            "loss": statistics.mean(losses[-20:]),  # same batches in every precision: compare across rows
         }
 
 
@@ -116,7 +117,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     print(
         f"{'model':<14}{'prec':<6}{'tgt tok/s':>10}{'x OpenNMT':>10}{'ms/upd':>8}{'tgt/batch':>10}"
-        f"{'pad eff':>8}{'FLOPs share':>12}{'peak GF/s':>10}{'params':>12}{'loss@end':>9}{'RSS GiB':>8}"
+        f"{'pad eff':>8}{'FLOPs share':>12}{'peak GF/s':>10}{'params':>12}{'loss(last20)':>14}{'RSS GiB':>8}"
     )
     for model in args.models:
         for precision in args.precision:
@@ -125,7 +126,7 @@ def main() -> None:
             print(
                 f"{model:<14}{precision:<6}{r['tok_s']:>10,.0f}{r['tok_s'] / PEERS[model]:>10.2f}"
                 f"{r['ms_per_step']:>8.0f}{r['tgt_per_batch']:>10,.0f}{r['padding_efficiency']:>8.2f}"
-                f"{r['flops_share']:>12.1%}{r['peak_gflops']:>10,.0f}{r['params']:>12,}{r['loss']:>9.3f}{rss:>8.2f}",
+                f"{r['flops_share']:>12.1%}{r['peak_gflops']:>10,.0f}{r['params']:>12,}{r['loss']:>14.4f}{rss:>8.2f}",
                 flush=True,
             )
 

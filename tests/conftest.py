@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 import pytest
+from corpus_io import read_gz_lines, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,23 +25,6 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("no corpus: set NMT_DATA_DIR to a directory holding multi30k/ (../shared/data here)")
     return root
-
-
-def read_gz_lines(path: Path, n: int | None = None) -> list[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f]
-    return lines if n is None else lines[:n]
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(line + "\n" for line in lines)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
 """Dropout with a cheaper random mask on the CPU.
 
-PyTorch's CPU dropout draws one Bernoulli sample per element from a serial generator: on a (4096, 256) float32
-activation that is ~6 ms of a 7 ms call, and a Transformer training step makes 17 such calls. Here the mask
-comes from random bytes (eight per int64 draw) compared with a threshold, ~3x faster in all. The drop rate is
-therefore rounded to a multiple of 1/256 (0.1 -> 26/256 = 0.1016, 0.3 -> 77/256 = 0.3008); kept values are
-scaled by 1 / (1 - that rate), so expectations are unchanged. On CUDA this is ``F.dropout`` (a fused kernel).
+PyTorch's CPU dropout draws one Bernoulli sample per element: on a (4096, 256) activation, forward+backward
+take 7.2 ms against 2.3 ms here (2 threads), and a Transformer training step makes 17 such calls (its
+step time drops 8 % in float32, 36 % under bf16 autocast). Here the mask comes from random bytes (eight per
+int64 draw) compared with a threshold, so the drop rate is rounded to a multiple of 1/256 (0.1 -> 26/256 =
+0.1016, 0.3 -> 77/256 = 0.3008); kept values are scaled by 1 / (1 - that rate), so expectations are unchanged.
+On CUDA this is ``F.dropout`` (a fused kernel).
 """
 
 from __future__ import annotations

@@ -37,6 +37,18 @@ def _cast_once(x: Tensor) -> Tensor:
     return x.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else x
 
 
+class _StepMatmuls:
+    """The weights a decoder loop multiplies by at every step, each cast once under autocast (see
+    :func:`_cast_once`); ``mm(name, x)`` = x Wᵀ for (B, in) -> (B, out)."""
+
+    def __init__(self, weights: dict[str, Tensor]) -> None:
+        self.weights = {name: _cast_once(w) for name, w in weights.items()}
+
+    def __call__(self, name: str, x: Tensor) -> Tensor:
+        w = self.weights[name]
+        return F.linear(x.to(w.dtype), w)
+
+
 class RNNEncoder(nn.Module):
     """Embedding + bidirectional GRU/LSTM over packed sequences; each direction has ``hidden_dim // 2`` units."""
 
@@ -100,7 +112,8 @@ class RNNSeq2Seq(Seq2Seq):
             rnn_input = E + H
         rnn = nn.GRU if not self.lstm else nn.LSTM
         self.decoder_rnn = rnn(rnn_input, H, num_layers=L, batch_first=True, dropout=cfg.dropout if L > 1 else 0.0)
-        self.out_proj = nn.Linear(self.out_dim, tgt_vocab_size)
+        # No bias: it would add a (tokens, V) copy forward and a (tokens, V) reduction backward.
+        self.out_proj = nn.Linear(self.out_dim, tgt_vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.out_proj.weight = self.tgt_embed.weight
 
@@ -183,30 +196,38 @@ class RNNSeq2Seq(Seq2Seq):
         self, emb: Tensor, state: DecoderState, enc: EncoderOutput, need_attention: bool
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
         """Bahdanau, or Luong with input feeding: a Python loop over T doing only the recurrent work."""
-        E, rnn = self.cfg.embed_dim, self.decoder_rnn
+        E, rnn, L = self.cfg.embed_dim, self.decoder_rnn, self.cfg.decoder_layers
         memory, pad = _cast_once(enc["memory"]), enc["src_pad_mask"]
         keys = _cast_once(enc["keys"]) if "keys" in enc else memory
         # Layer 0 reads [E y_{t-1}; x_t] with x_t = context (Bahdanau) or h̃_{t-1} (input feeding): the embedding
-        # half of its input gates is one matmul over all T; the weight is sliced once, not per step.
+        # half of its input gates is one matmul over all T. unbind (not x_gates[:, t]) gives one backward node
+        # for all steps instead of a full-size zero tensor per step.
         w_ih0 = rnn.weight_ih_l0
-        # unbind, not x_gates[:, t]: one backward node for all steps instead of a full-size zero tensor per step.
         x_gates = F.linear(emb, w_ih0[:, :E], rnn.bias_ih_l0).unbind(1)  # T x (B, gates)
-        w_extra = _cast_once(w_ih0[:, E:])
+        weights = {"extra": w_ih0[:, E:], **{f"hh{i}": getattr(rnn, f"weight_hh_l{i}") for i in range(L)}}
+        weights.update({f"ih{i}": getattr(rnn, f"weight_ih_l{i}") for i in range(1, L)})
+        if self.attention.query_proj is not None:
+            weights["query"] = self.attention.query_proj.weight
+        if self.input_feeding:
+            weights["combine"] = self.combine.weight
+        mm = _StepMatmuls(weights)
         hs = list(state["h"].unbind(1))  # per layer (B, H)
-        cs = list(state["c"].unbind(1)) if self.lstm else None
         feed = state.get("feed")
+        cs = list(state["c"].unbind(1)) if self.lstm else None
         outs, ctxs, tops, attns = [], [], [], []
         for x_t in x_gates:
             if self.kind == AttentionType.bahdanau:
-                ctx, w = self.attention(hs[-1].unsqueeze(1), keys, memory, pad)  # scored from s_{t-1}
+                q = mm("query", hs[-1]).unsqueeze(1)  # scored from the previous state s_{t-1}
+                ctx, w = self.attention.attend(q, keys, memory, pad)
                 ctx = ctx.squeeze(1)
-                hs, cs = self._cell(x_t + F.linear(ctx, w_extra), hs, cs)
+                hs, cs = self._cell(mm, x_t + mm("extra", ctx), hs, cs)
                 ctxs.append(ctx)
                 tops.append(hs[-1])
             else:
-                hs, cs = self._cell(x_t + F.linear(feed, w_extra), hs, cs)
-                ctx, w = self.attention(hs[-1].unsqueeze(1), keys, memory, pad)  # scored from h_t
-                feed = self.dropout(torch.tanh(self.combine(torch.cat([ctx.squeeze(1), hs[-1]], dim=-1))))
+                hs, cs = self._cell(mm, x_t + mm("extra", feed), hs, cs)
+                q = mm("query", hs[-1]) if "query" in weights else hs[-1].to(keys.dtype)  # from the current h_t
+                ctx, w = self.attention.attend(q.unsqueeze(1), keys, memory, pad)
+                feed = self.dropout(torch.tanh(mm("combine", torch.cat([ctx.squeeze(1), hs[-1]], dim=-1))))
                 outs.append(feed)
             if need_attention:
                 attns.append(w.squeeze(1))
@@ -222,10 +243,13 @@ class RNNSeq2Seq(Seq2Seq):
             new_state["feed"] = feed.float()
         return out, torch.stack(attns, 1) if need_attention else None, new_state
 
-    def _cell(self, gates0: Tensor, hs: list[Tensor], cs: list[Tensor] | None) -> tuple[list[Tensor], list | None]:
+    def _cell(
+        self, mm: _StepMatmuls, gates0: Tensor, hs: list[Tensor], cs: list[Tensor] | None
+    ) -> tuple[list[Tensor], list | None]:
         """One step of the stacked decoder RNN, using ``decoder_rnn``'s own weights (PyTorch gate layout).
 
         Args:
+            mm: the loop's per-step matmuls.
             gates0: (B, G) layer 0's input-gate pre-activations (bias included).
             hs / cs: per layer (B, H) float32 hidden / cell states (cs None for GRU).
         """
@@ -235,11 +259,9 @@ class RNNSeq2Seq(Seq2Seq):
             if layer == 0:
                 gi = gates0
             else:
-                below = new_h[-1]
-                if self.training and rnn.dropout > 0:
-                    below = F.dropout(below, rnn.dropout)
-                gi = F.linear(below, getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"bias_ih_l{layer}"))
-            gh = F.linear(hs[layer], getattr(rnn, f"weight_hh_l{layer}"), getattr(rnn, f"bias_hh_l{layer}"))
+                below = self.dropout(new_h[-1])  # between layers, like nn.GRU/nn.LSTM's own dropout
+                gi = mm(f"ih{layer}", below) + getattr(rnn, f"bias_ih_l{layer}")
+            gh = mm(f"hh{layer}", hs[layer]) + getattr(rnn, f"bias_hh_l{layer}")
             gi, gh = gi.float(), gh.float()  # keep the recurrence in fp32 under autocast
             if cs is None:  # GRU: r, z, n
                 H = gh.size(1) // 3

@@ -90,11 +90,11 @@ class MultiHeadAttention(nn.Module):
         Args:
             allowed: SDPA mask (True = attend), e.g. (B, 1, 1, S) from :func:`attend_mask`.
             causal: causal self-attention over x itself (teacher forcing).
-            cache: self-attention keys/values of earlier positions (B, heads, t, head_dim) to extend.
+            cache: self-attention keys/values of the earlier positions (B, heads, t, head_dim), extended by x's.
             kv: precomputed cross-attention keys/values (cross-attention only).
             need_weights: return the weights (B, heads, T, S) from the explicit path.
         Returns:
-            output (B, T, d_model), the self-attention (keys, values) incl. x (None for cross), weights or None.
+            output (B, T, d_model), the self-attention (keys, values) incl. x's (None for cross), weights or None.
         """
         if self.cross:
             q = self._heads(self.q_proj(x), 1)[0]
@@ -102,7 +102,7 @@ class MultiHeadAttention(nn.Module):
             new_cache = None
         else:
             q, k, v = self._heads(self.qkv_proj(x), 3)
-            if cache is not None:
+            if cache is not None:  # a new tensor each step: a state is never modified in place
                 k, v = torch.cat([cache[0].to(k.dtype), k], dim=2), torch.cat([cache[1].to(v.dtype), v], dim=2)
             new_cache = (k, v)
         out, weights = dot_product_attention(
@@ -185,7 +185,7 @@ class DecoderLayer(nn.Module):
 
 class Transformer(Seq2Seq):
     """Encoder-decoder Transformer. Encoder output: ``src_pad_mask``, ``ck{i}``/``cv{i}`` (B, heads, S, head_dim)
-    per decoder layer. State: ``k{i}``/``v{i}`` (B, heads, t, head_dim) per decoder layer."""
+    per decoder layer. State: the key/value cache ``k{i}``/``v{i}`` (B, heads, t, head_dim) per decoder layer."""
 
     def __init__(self, cfg: TransformerConfig, *, src_vocab_size: int, tgt_vocab_size: int) -> None:
         super().__init__(vocab_size=tgt_vocab_size, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)
@@ -301,7 +301,8 @@ class Transformer(Seq2Seq):
         return logits, attn
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
-        empty = enc["ck0"][:, :, :0]  # (B, heads, 0, head_dim) in the encoder's dtype
+        """An empty key/value cache (B, heads, 0, head_dim) per decoder layer, in the encoder output's dtype."""
+        empty = enc["ck0"][:, :, :0]
         return {f"{kv}{i}": empty for i in range(len(self.decoder_layers)) for kv in "kv"}
 
     def decode_step(

@@ -4,8 +4,9 @@ The (tokens × vocabulary) logits are the largest tensor of a training step, so 
 function that reads them as few times as possible and never builds a log-probability or smoothed-target
 tensor of that size: the forward keeps three numbers per token (log-sum-exp, target logit, logit sum), the
 backward writes the gradient (softmax − q)·g straight into a tensor of the logits' dtype. On the CPU both run
-over blocks of rows that fit in the L2 cache (on 4,096 × 8,000 bf16 logits, one thread: 116 ms forward +
-backward against 209 ms unblocked and ~300 ms for ``F.cross_entropy(label_smoothing=...)`` with a cast).
+over blocks of rows that fit in the L2 cache. Forward+backward on 4,096 × 8,000 logits, 2 threads: 45 ms
+(float32) / 43 ms (bf16) against 61 / 79 ms for ``F.cross_entropy(label_smoothing=...)`` and 70 / 86 ms for
+log-softmax + gather.
 """
 
 from __future__ import annotations
@@ -52,12 +53,16 @@ class _SmoothedNLL(torch.autograd.Function):
         g = torch.where(keep, grad_loss, 0.0)[:, None]  # (N, 1): padding rows get no gradient
         g_uniform, g_gold = g * (eps / V), g * -(1.0 - eps)
         grad = torch.empty_like(logits)
+        in_place = logits.dtype == torch.float32  # else a float32 block, cast once into the gradient
         for i in range(0, N, rows):
-            # (softmax - q) g with q = (1 - eps) onehot(y) + eps / V, in float32, then one cast
-            block = torch.sub(logits[i : i + rows], lse[i : i + rows, None]).exp_()
-            block.mul_(g[i : i + rows]).sub_(g_uniform[i : i + rows])
+            # (softmax - q) g with q = (1 - eps) onehot(y) + eps / V
+            block = torch.sub(
+                logits[i : i + rows], lse[i : i + rows, None], out=grad[i : i + rows] if in_place else None
+            )
+            block.exp_().mul_(g[i : i + rows]).sub_(g_uniform[i : i + rows])
             block.scatter_add_(-1, target[i : i + rows, None], g_gold[i : i + rows])
-            grad[i : i + rows] = block
+            if not in_place:
+                grad[i : i + rows] = block
         return grad, None, None, None
 
 

@@ -73,7 +73,7 @@ def dev_loss(
         batch = collate([data.src_ids[i] for i in idx], [data.tgt_ids[i] for i in idx], idx).to(device)
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss, nll, n = label_smoothed_nll(logits.float(), batch.tgt_out, smoothing=smoothing)
+        loss, nll, n = label_smoothed_nll(logits, batch.tgt_out, smoothing=smoothing)
         loss_sum += float(loss)
         nll_sum += float(nll)
         n_tokens += int(n)

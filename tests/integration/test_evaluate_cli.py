@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, MAX_LEN, read_gz
+from integration_helpers import BIN, MAX_LEN, read_gz
 
 from nmt.analysis.attention import load_attention
 from nmt.cli.evaluate import main

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN
+from integration_helpers import BIN
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nmt.training.checkpoint import load_checkpoint, load_for_inference

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN
+from integration_helpers import BIN
 
 from nmt.training.checkpoint import load_checkpoint
 

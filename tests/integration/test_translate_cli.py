@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, MAX_LEN, make_checkpoint, tiny_config, tiny_rnn, train_tokenizer
+from integration_helpers import BIN, MAX_LEN, make_checkpoint, tiny_config, tiny_rnn, train_tokenizer
 
 from nmt.cli.translate import main
 from nmt.translate import Translator

@@ -8,7 +8,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-from data_test_io import read_gz_lines, write_lines
+from corpus_io import read_gz_lines, write_lines
 
 from nmt.config import HFConfig
 from nmt.data import download

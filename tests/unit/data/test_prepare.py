@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_test_io import read_gz_lines, write_lines
+from corpus_io import read_gz_lines, write_lines
 
 from nmt.config import ConfigError, DataConfig, HFConfig, TokenizerConfig
 from nmt.data import download, prepare

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 import torch
-from data_test_io import read_gz_lines
+from corpus_io import read_gz_lines
 
 from nmt.config import ConfigError, TokenizerConfig, TokenizerType
 from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID

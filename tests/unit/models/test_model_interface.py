@@ -79,7 +79,7 @@ def rnn_params(cfg: RNNConfig, V: int) -> int:
         attn = (2 * H * H + H if cfg.attention == AttentionType.bahdanau else 0) + (2 * H + E) * E + E
         rnn_in = E + H
     dec = sum(g * H * ((rnn_in if i == 0 else H) + H) + 2 * g * H for i in range(cfg.decoder_layers))
-    output = V + (0 if cfg.tie_embeddings else out * V)
+    output = 0 if cfg.tie_embeddings else out * V  # no output bias
     return enc + V * E + bridge + attn + dec + output
 
 
@@ -105,7 +105,7 @@ def test_parameter_counts_at_default_sizes() -> None:
     tf = build_model(TransformerConfig(), src_vocab_size=8000, tgt_vocab_size=8000)
     assert tf.num_parameters() == transformer_params(TransformerConfig(), 8000) == 7_578_624
     r = build_model(RNNConfig(), src_vocab_size=8000, tgt_vocab_size=8000)
-    assert r.num_parameters() == rnn_params(RNNConfig(), 8000) == 10_026_048
+    assert r.num_parameters() == rnn_params(RNNConfig(), 8000) == 10_018_048
 
 
 def test_tied_embeddings_share_one_matrix() -> None:
@@ -258,3 +258,23 @@ def test_learned_positions_refuse_beyond_the_table() -> None:
     src = torch.randint(4, VOCAB, (1, 65))
     with pytest.raises(DataError, match="max_positions=64"):
         model.encode(src, torch.tensor([65]))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_transformer_cache_survives_a_reorder_at_every_step(grad: bool) -> None:
+    model = make("transformer_pre")
+    g = torch.Generator().manual_seed(3)
+    src, src_lengths, _ = batch()
+    tgt = torch.randint(4, VOCAB, (3, 19), generator=g)
+    tgt[:, 0] = BOS_ID
+    expected = model.decode(tgt, model.encode(src, src_lengths))[0].log_softmax(-1)
+    with torch.set_grad_enabled(grad):
+        enc = model.encode(src, src_lengths)
+        state = model.init_state(enc)
+        order = torch.arange(3)
+        for t in range(tgt.size(1)):
+            perm = torch.randperm(3, generator=g)  # a new beam order before every step
+            enc, state, order = reorder(enc, perm), reorder(state, perm), order[perm]
+            log_probs, _, state = model.decode_step(tgt[order, t], state, enc)
+            torch.testing.assert_close(log_probs[torch.argsort(order)], expected[:, t], atol=1e-5, rtol=1e-4)
+    assert state["k0"].shape == (3, 4, tgt.size(1), 8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_gz_lines
+from corpus_io import read_gz_lines
 from model_variants import greedy, rnn, transformer
 
 from nmt.config import Cell, LuongScore, Norm
@@ -61,9 +61,7 @@ def test_memorises_64_real_pairs(name: str, pairs: tuple[Batch, list[list[int]],
     hyps: list[list[int]] = []
     for step in range(1, MAX_STEPS + 1):
         model.train()
-        loss, _, n = label_smoothed_nll(
-            model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, smoothing=0.0
-        )
+        loss, _, n = label_smoothed_nll(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, smoothing=0.0)
         optimizer.zero_grad()
         (loss / n).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

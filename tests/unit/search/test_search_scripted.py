@@ -175,3 +175,16 @@ def test_sampling_is_seeded_and_respects_topk():
         for i, tok in enumerate(tokens if len(tokens) == 4 else [*tokens, EOS]):  # EOS is forced at the cap
             dist = script[tuple(tokens[:i])]
             assert tok in sorted(dist, key=dist.get, reverse=True)[:2]
+
+
+def test_beam_stops_once_no_live_beam_can_beat_the_best_finished():
+    # With lenpen 0 a live beam's score only drops: once EOS (.6) beats every live beam (<= .2), the sentence is
+    # done after one step, without waiting for K finished hypotheses; asking for 2 hypotheses keeps it going.
+    script = {(): {EOS: 0.6, A: 0.2, B: 0.15, C: 0.05}, (A,): {EOS: 1.0}, (B,): {EOS: 1.0}, (C,): {EOS: 1.0}}
+    model = ScriptedModel({A: script})
+    assert outputs(run(model, [[A]], beam_size=3)) == [[([], round(math.log(0.6), 6))]]
+    assert model.rows_per_step == [3]
+    model.rows_per_step.clear()
+    two = run(model, [[A]], beam_size=3, nbest=2)
+    assert outputs(two) == [[([], round(math.log(0.6), 6)), ([A], round(math.log(0.2), 6))]]
+    assert model.rows_per_step == [3, 3]
