@@ -2,8 +2,8 @@
 
 Same shapes as the peer measurements in ../shared/benchmarks/PEERS.md: the full training set, one joint 8k
 SentencePiece unigram model, batches of at most 4,096 padded tokens, Adam, label smoothing 0.1; the clock runs over
-updates 50 -> 200. Prints target tokens/s, the model-FLOPs share of a measured matmul peak (≈ 6 × parameters ×
-target tokens), padding efficiency and peak memory, for each model and precision.
+updates 50 -> 200. Prints target tokens/s, the model-FLOPs share of a measured matmul peak (matmul FLOPs
+counted on a real batch, per target token), padding efficiency and peak memory, for each model and precision.
 
     .venv/bin/python scripts/bench_train.py                               # all three models, fp32 and bf16
     .venv/bin/python scripts/bench_train.py --models transformer --precision bf16 --profile
@@ -92,7 +92,7 @@ def bench(model: str, precision: str, args: argparse.Namespace) -> dict[str, flo
             "tok_s": rate,
             "ms_per_step": 1000 * statistics.mean(times),
             "tgt_per_batch": statistics.mean(tokens),
-            "flops_share": 6 * trainer.n_params * rate / trainer.peak_flops,
+            "flops_share": trainer.flops_per_token * rate / trainer.peak_flops,
             "peak_gflops": trainer.peak_flops / 1e9,
             "params": trainer.n_params,
             "padding_efficiency": real / padded,

@@ -1,4 +1,4 @@
-"""Reading and writing corpus lines in the data tests shared by every test tier (``conftest`` modules are not importable by name: there are several)."""
+"""Reading and writing corpus lines, shared by every test tier (``conftest`` modules are not importable by name)."""
 
 from __future__ import annotations
 

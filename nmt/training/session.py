@@ -20,7 +20,8 @@ from nmt.data.batching import TokenBatchSampler, TrainLoader
 from nmt.errors import CheckpointError, NMTError
 from nmt.training import distributed
 from nmt.training.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
-from nmt.training.metrics import measure_matmul_peak
+from nmt.training.metrics import flops_per_token, measure_matmul_peak
+from nmt.training.state import capture_rng, restore_rng
 from nmt.training.validate import translate_and_score, write_lines
 
 if TYPE_CHECKING:
@@ -69,6 +70,16 @@ def ensure_log_file(path: Path) -> logging.Handler | None:
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     nmt_log.addHandler(handler)
     return handler
+
+
+def count_flops(t: Trainer) -> float:
+    """FLOPs per target token of the model on the first training batch (RNG left untouched)."""
+    rng = capture_rng()
+    indices = t.loader.sampler.epoch_batches(1)[0]
+    t.model.train()
+    flops = flops_per_token(t.model, t.data.train.batch(indices).to(t.device))
+    restore_rng(rng)
+    return flops
 
 
 def matmul_peak(tc: TrainConfig, device: torch.device) -> float:
@@ -152,7 +163,10 @@ def log_setup(t: Trainer, *, resumed_from: Path | None) -> None:
         "model %s: %s parameters | tokenizer %r | run directory %s",
         type(t.model).__name__, f"{t.n_params:,}", t.tokenizer, t.run_dir,
     )  # fmt: skip
-    log.info("matmul peak %.0f GFLOP/s (%s)", t.peak_flops / 1e9, "configured" if tc.matmul_peak_gflops else "measured")
+    log.info(
+        "matmul peak %.0f GFLOP/s (%s); the model costs %.2f MFLOP per target token (forward + backward)",
+        t.peak_flops / 1e9, "configured" if tc.matmul_peak_gflops else "measured", t.flops_per_token / 1e6,
+    )  # fmt: skip
     log.info(
         "%d training pairs -> %d batches of <= %d padded tokens per epoch and rank",
         len(t.data.train), t.loader.batches_per_epoch, tc.batch_tokens,
@@ -255,7 +269,7 @@ class Window:
             "lr": self.lr,
             "grad_norm": self.grad_norm,
             "tokens_per_s": rate,
-            "flops_share": 6 * t.n_params * rate / (t.peak_flops * t.dist.world_size),
+            "flops_share": t.flops_per_token * rate / (t.peak_flops * t.dist.world_size),
             "padding_efficiency": self.real / max(self.padded, 1.0),
             "epoch": t.state.epoch,
             "tgt_tokens": t.state.tgt_tokens,

@@ -100,6 +100,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.autocast_dtype = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}.get(self.tc.precision)
         self.loader = session.make_loader(self.data.train, self.tc, self.dist, self.device)
+        self.flops_per_token = session.count_flops(self)
         self.state = TrainerState(world_size=self.dist.world_size)
         if resumed:
             self.optimizer.load_state_dict(resumed["optimizer"])
