@@ -124,7 +124,7 @@ def _fmt(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
         if isinstance(v, float):
-            v = f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}" if abs(v) < 1e4 else f"{v:.0f}"
+            v = f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
         parts.append(f"{k} {v}")
     return " | ".join(parts)
 
