@@ -129,20 +129,20 @@ def _fmt(values: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def measure_matmul_peak(device: torch.device, dtype: torch.dtype, *, n: int = 2048, repeats: int = 3) -> float:
-    """Best-of-``repeats`` FLOP/s of an ``n``×256 @ 256×``n`` matmul, the shape class NMT layers run at."""
-    a = torch.randn(n * 2, 256, device=device, dtype=dtype)
-    b = torch.randn(256, n, device=device, dtype=dtype)
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, *, repeats: int = 3) -> float:
+    """Best-of-``repeats`` FLOP/s of a 4096×256 @ 256×1024 matmul (a Transformer FFN's shape at 4k tokens)."""
+    a = torch.randn(4096, 256, device=device, dtype=dtype)
+    b = torch.randn(256, 1024, device=device, dtype=dtype)
     best = math.inf
-    for _ in range(repeats + 1):  # the first call warms up the kernel
+    for _ in range(repeats + 1):  # the first round warms up the kernel
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        for _ in range(4):
+        for _ in range(8):
             torch.mm(a, b)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, (time.perf_counter() - t0) / 4)
+        best = min(best, (time.perf_counter() - t0) / 8)
     return 2 * a.size(0) * a.size(1) * b.size(1) / best
 
 
