@@ -79,6 +79,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        # Every file save_checkpoint writes is a zip archive; anything else (garbage, a torn copy, a
+        # legacy pickle) would reach the unpickler, whose errors on junk bytes are arbitrary.
+        raise CheckpointError(f"cannot read checkpoint {path}: it is truncated or corrupt (not a zip archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -88,7 +92,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it holds objects other than tensors and plain Python types "
             f"(loading it could run code). {first}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: it is truncated or corrupt ({e})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an nmt checkpoint (no format tag {FORMAT!r})")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
+import random
 import zipfile
 
 import pytest
@@ -28,7 +28,11 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 def test_garbage_and_foreign_files_are_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(512))
+    for seed in range(20):  # junk bytes of many shapes, each a clear error rather than an unpickler crash
+        garbage.write_bytes(random.Random(seed).randbytes(512))
+        with pytest.raises(CheckpointError, match=r"garbage\.pt"):
+            load_checkpoint(garbage)
+    garbage.write_bytes(pickle.dumps([1, 2, 3]))  # a plain pickle, not a zip archive
     with pytest.raises(CheckpointError, match=r"garbage\.pt"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.pt"
