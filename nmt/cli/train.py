@@ -4,24 +4,33 @@
     nmt-train model=rnn_bahdanau train.max_steps=5000
     nmt-train hydra.run.dir=runs/x                   # run again with the same directory to resume
     nmt-train -m model=transformer,rnn_luong train.lr=5e-4,1e-3    # a sweep (returns dev BLEU per job)
+    nmt-train -m +sweep=cpu_parallel model=transformer,rnn_luong   # 2 jobs at a time (configs/sweep/)
     torchrun --nproc_per_node=2 -m nmt.cli.train train.device=cpu  # data-parallel (gloo on CPU, NCCL on GPU)
 
 Hydra composes ``configs/train.yaml`` over the schemas registered here; the composed config is converted to the
 typed :class:`nmt.config.NMTConfig` at once and handed to :func:`nmt.training.trainer.train`. Only this package
 imports Hydra.
+
+In a sweep (``-m``) each job is isolated: a job whose directory already holds a complete ``results.json`` is not
+trained again (its dev BLEU is returned), an unfinished one resumes from its ``last.pt``, and a job that raises is
+recorded in ``failed.json`` (error and traceback) and returns :data:`FAILED_JOB_VALUE` so the other jobs go on.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from nmt.config import (
@@ -34,11 +43,17 @@ from nmt.config import (
     TransformerConfig,
 )
 from nmt.errors import NMTError
+from nmt.experiments import jobs
 from nmt.training import distributed
 
 log = logging.getLogger("nmt.cli.train")
 
 RUN_TIME_ENV = "NMT_RUN_TIME"  # rank 0's start time under torchrun, so every rank names the same run directory
+
+# What a failed sweep job returns. Hydra's Optuna sweeper rejects NaN (the trial is marked failed and, with its
+# default max_failure_rate of 0, the whole study stops) but records -inf as a completed trial worse than any
+# other when maximising, which TPE handles (it only ranks values). The basic and joblib sweeps ignore the value.
+FAILED_JOB_VALUE = -math.inf
 
 
 def config_dir() -> str:
@@ -88,17 +103,98 @@ def run(cfg: DictConfig) -> float:
     info = distributed.init()
     if not info.is_main:
         _quiet_rank()
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        num = hydra_cfg.job.get("num")
+        return sweep_job(
+            lambda: _train(cfg, run_dir),
+            run_dir,
+            overrides=list(hydra_cfg.overrides.task),
+            num=int(num) if num is not None else None,
+            limits=_limits(cfg),
+            is_main=info.is_main,
+        )
     try:
-        typed = to_typed(cfg)
-        from nmt.training.trainer import train
-
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        return train(typed, run_dir)
+        return _train(cfg, run_dir)
     except NMTError as e:
-        code = getattr(e, "exit_code", 1)
-        _log_to_files(logging.WARNING if code > 128 else logging.ERROR, str(e))
-        print(f"nmt-train: {'' if code > 128 else 'error: '}{e}", file=sys.stderr)
-        sys.exit(code)
+        _exit_with(e)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> float:
+    typed = to_typed(cfg)
+    from nmt.training.trainer import train
+
+    return train(typed, run_dir)
+
+
+def _limits(cfg: DictConfig) -> dict[str, int]:
+    """The training limits of the composed config, read without building the typed tree (which may fail: that
+    is then the job's failure, reported by :func:`sweep_job`)."""
+    train = cfg.get("train") or {}
+    return {
+        "max_steps": int(train.get("max_steps", 0)),
+        "max_epochs": int(train.get("max_epochs", 0)),
+        "patience": int(train.get("patience", 0)),
+    }
+
+
+def sweep_job(
+    body: Callable[[], float],
+    run_dir: Path,
+    *,
+    overrides: list[str],
+    num: int | None,
+    limits: dict[str, int],
+    is_main: bool = True,
+) -> float:
+    """One job of a sweep: skip it when finished, else run ``body``; a failure is recorded, not raised.
+
+    Returns:
+        ``body``'s value (the best dev BLEU), the recorded dev BLEU of a finished job, or
+        :data:`FAILED_JOB_VALUE` when the job failed (``failed.json`` in ``run_dir`` holds the error).
+    """
+    previous = jobs.read_json(run_dir / jobs.JOB_RECORD)
+    if previous is not None and isinstance(previous.get("overrides"), list):
+        changed = jobs.changed_overrides([str(o) for o in previous["overrides"]], overrides)
+        if changed:  # the directory belongs to another sweep: leave its files alone
+            log.error(
+                "job %s not run: %s holds job %s of a different sweep (%s). Rerun a sweep into its own directory "
+                "with the same overrides, or give this one a new hydra.sweep.dir",
+                num, run_dir, previous.get("num"), "; ".join(changed),
+            )  # fmt: skip
+            return FAILED_JOB_VALUE
+    try:
+        results = jobs.read_results(run_dir)
+        if results is not None and jobs.training_ended(results, **limits):
+            value = jobs.dev_bleu(results)
+            log.info(
+                "job %s already finished (%s at step %s, best dev BLEU %.2f): not retrained; %s",
+                num, results.get("finished") or "done", results.get("steps"), value, run_dir / jobs.RESULTS,
+            )  # fmt: skip
+            return value
+        if is_main:
+            jobs.clear_failure(run_dir)
+            jobs.write_job_record(run_dir, num=num, overrides=overrides)
+        return body()
+    except Exception as e:
+        if getattr(e, "exit_code", 0) > 128:  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
+            _exit_with(e)
+        if is_main:
+            path = jobs.write_failure(run_dir, e, overrides=overrides)
+            if isinstance(e, NMTError):
+                log.error("job %s failed: %s (recorded in %s); the sweep goes on", num, e, path)
+            else:
+                log.exception("job %s failed with an unexpected error (recorded in %s); the sweep goes on", num, path)
+        return FAILED_JOB_VALUE
+
+
+def _exit_with(e: Exception) -> NoReturn:
+    """A user-facing error: its message without a traceback, in train.log too, and the error's exit status."""
+    code = getattr(e, "exit_code", 1)
+    _log_to_files(logging.WARNING if code > 128 else logging.ERROR, str(e))
+    print(f"nmt-train: {'' if code > 128 else 'error: '}{e}", file=sys.stderr)
+    sys.exit(code)
 
 
 def _log_to_files(level: int, message: str) -> None:

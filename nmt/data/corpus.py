@@ -89,6 +89,10 @@ def resolve_file(prefix: str | Path, lang: str, root: Path | None = None) -> Pat
         {p.name[len(base.name) + 1 :].removesuffix(".gz") for p in base.parent.glob(f"{base.name}.*") if p.is_file()}
     )
     hint = f"; languages found for this prefix: {', '.join(found)}" if found else ""
+    if not found:  # a wrong or absent corpus: name the corpora that are there (e.g. a sample of a training set)
+        names = (p.name.removesuffix(".gz") for p in base.parent.glob(f"*.{lang}*") if p.is_file())
+        others = sorted({n.removesuffix(f".{lang}") for n in names if n.endswith(f".{lang}")})
+        hint = f"; corpora with a {lang!r} file in {base.parent}: {', '.join(others)}" if others else ""
     where = f" (data root: {root if root is not None else data_root()}, set by NMT_DATA_DIR)"
     raise DataError(f"no {lang!r} file for corpus {str(prefix)!r}: tried {tried[0]} and {tried[1]}{hint}{where}")
 
