@@ -241,10 +241,19 @@ class SearchConfig:
 # --------------------------------------------------------------------------------------------- training
 @dataclass
 class AlignmentLossConfig:
-    """Guided alignment training (Garg et al. 2019): pull one attention head towards given links."""
+    """Guided alignment training (Garg et al. 2019): pull one attention head towards given links.
 
-    file: str | None = None  # Pharaoh links for the training corpus, one line per pair
-    weight: float = 0.05
+    The supervised attention is ``model.alignment_layer`` averaged over ``model.alignment_heads``; with a file set
+    and no heads chosen, head 0 is used (the paper supervises one head of the penultimate layer), and the config
+    records it so ``nmt-align`` reads the same head. See :mod:`nmt.training.guided`.
+    """
+
+    file: str | None = None  # Pharaoh links (0-based i-j, source first) for the training corpus, one line per pair
+    weight: float = 0.05  # objective = translation loss (per token) + weight * alignment loss (per supervised row)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight < float("inf"):
+            raise ConfigError(f"train.alignment.weight must be a finite number >= 0, got {self.weight}")
 
 
 @dataclass
@@ -315,6 +324,8 @@ class NMTConfig:
             raise ConfigError("model.tie_embeddings=true needs a joint vocabulary (tokenizer.joint=true)")
         if self.train.alignment.file and not isinstance(self.model, TransformerConfig):
             raise ConfigError("guided alignment training (train.alignment.file) needs model=transformer")
+        if self.train.alignment.file and self.model.alignment_heads is None:
+            self.model.alignment_heads = [0]  # Garg et al.: one supervised head; recorded for nmt-align
 
 
 # --------------------------------------------------------------------------------------------- plain dicts

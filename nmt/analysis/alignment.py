@@ -187,6 +187,12 @@ def attention_to_links(
     words = aggregate_to_words(
         strip_eos(attention), word_ids(tgt_pieces, n_tgt_words), word_ids(src_pieces, n_src_words)
     )  # (T words, S words)
+    return matrix_to_links(words, threshold=threshold)
+
+
+def matrix_to_links(words: np.ndarray, *, threshold: float | None = None) -> set[Link]:
+    """(T words, S words) weights -> links: each target word to its argmax source word, or with ``threshold`` to
+    every source word with at least that weight (the argmax when none reaches it). All-zero rows get no link."""
     links: set[Link] = set()
     for j, row in enumerate(words):
         if row.sum() <= 0:

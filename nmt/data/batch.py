@@ -18,6 +18,8 @@ class Batch:
         tgt_in: (B, T) int64 = BOS + target pieces (None when there is no target).
         tgt_out: (B, T) int64 = target pieces + EOS (None when there is no target).
         ids: (B,) int64 original line numbers (0-based) of the examples, to restore input order.
+        alignment: (N, 3) int64 piece-level links ``(example, position in tgt_out, position in src)`` for guided
+            alignment training (:mod:`nmt.training.guided`), else None.
     """
 
     src: Tensor
@@ -25,6 +27,7 @@ class Batch:
     tgt_in: Tensor | None
     tgt_out: Tensor | None
     ids: Tensor
+    alignment: Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(**{f.name: _move(getattr(self, f.name), device, non_blocking) for f in fields(self)})

@@ -234,10 +234,12 @@ class Window:
     def __init__(self) -> None:
         self.reset()
         self.loss = math.nan
+        self.align_loss: float | None = None
 
     def reset(self) -> None:
         self.steps = 0
         self.seconds = self.tokens = self.real = self.padded = self.loss_sum = self.nll_sum = self.finite_tokens = 0.0
+        self.align_sum = self.align_rows = 0.0  # guided alignment: loss summed over supervised attention rows
         self.grad_norm = math.nan
 
     def add(self, f: dict[str, float], seconds: float) -> None:
@@ -249,14 +251,19 @@ class Window:
         self.grad_norm = f["grad_norm"]
         self.lr = f["lr"]
         self.loss = f["loss"]
+        self.align_loss = f.get("align_loss")
         if math.isfinite(f["loss"]):
             self.loss_sum += f["loss"] * f["tokens"]
             self.nll_sum += f["nll"] * f["tokens"]
             self.finite_tokens += f["tokens"]
+        if "align_rows" in f and math.isfinite(f["align_loss"]):
+            self.align_sum += f["align_loss"] * f["align_rows"]
+            self.align_rows += f["align_rows"]
 
     def brief(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         rate = self.tokens / max(self.seconds, 1e-9)
-        return {"loss": self.loss, "lr": self.lr, "tok/s": rate, "pad eff": self.real / max(self.padded, 1.0)}
+        align = {} if self.align_loss is None else {"align_loss": self.align_loss}
+        return {"loss": self.loss, **align, "lr": self.lr, "tok/s": rate, "pad eff": self.real / max(self.padded, 1.0)}
 
     def record(self, t: Trainer, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         loss = self.loss_sum / max(self.finite_tokens, 1.0)
@@ -273,6 +280,7 @@ class Window:
             "padding_efficiency": self.real / max(self.padded, 1.0),
             "epoch": t.state.epoch,
             "tgt_tokens": t.state.tgt_tokens,
+            **({"align_loss": self.align_sum / self.align_rows} if self.align_rows else {}),
         }
 
 

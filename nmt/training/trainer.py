@@ -24,7 +24,7 @@ from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
 from nmt.models import build_model
-from nmt.training import distributed, session
+from nmt.training import distributed, guided, session
 from nmt.training.loss import label_smoothed_nll
 from nmt.training.metrics import MetricsWriter, Progress, attention_figure
 from nmt.training.optim import LRSchedule, build_optimizer, set_lr
@@ -85,9 +85,11 @@ class Trainer:
         if resumed:
             self.model.load_state_dict(resumed["model"])
         self.n_params = self.model.num_parameters()
-        self.train_model: torch.nn.Module = self.model
+        # Guided alignment: batches carry word links and the forward also returns the supervised attention.
+        self.guide = guided.attach(cfg, self.data.train, self.tokenizer)  # None without train.alignment.file
+        self.train_model: torch.nn.Module = self.model if self.guide is None else guided.AttentionForward(self.model)
         if self.tc.compile:
-            self.train_model = torch.compile(self.model)
+            self.train_model = torch.compile(self.train_model)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -99,7 +101,8 @@ class Trainer:
         fp16 = self.tc.precision == Precision.fp16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.autocast_dtype = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}.get(self.tc.precision)
-        self.loader = session.make_loader(self.data.train, self.tc, self.dist, self.device)
+        train_data = self.guide if self.guide is not None else self.data.train
+        self.loader = session.make_loader(train_data, self.tc, self.dist, self.device)
         self.flops_per_token = session.count_flops(self)
         self.state = TrainerState(world_size=self.dist.world_size)
         if resumed:
@@ -172,33 +175,45 @@ class Trainer:
 
     def step(self, batches: list[Batch]) -> dict[str, float]:
         """One update over ``batches`` (gradient accumulation): loss normalised by the target tokens of all
-        batches on all ranks, gradient clipping, the schedule's rate, and a skipped update for non-finite values."""
+        batches on all ranks, gradient clipping, the schedule's rate, and a skipped update for non-finite values.
+        Guided alignment adds weight × the mean loss per supervised attention row (:mod:`nmt.training.guided`)."""
         tc = self.tc
+        guide = self.guide is not None
         self.train_model.train()
         local_tokens = sum(b.num_tgt_tokens for b in batches)  # counted on the CPU copy: no device sync
         padded = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
         real = sum(int(b.src_lengths.sum()) for b in batches) + local_tokens
-        totals = distributed.all_reduce_sum(
-            torch.tensor([local_tokens, real, padded, float(self.signals.received)], dtype=torch.float64)
-        )
+        counts = [local_tokens, real, padded, float(self.signals.received)]
+        if guide:
+            counts.append(sum(guided.supervised_rows(b.alignment) for b in batches))
+        totals = distributed.all_reduce_sum(torch.tensor(counts, dtype=torch.float64))
         tokens = max(float(totals[0]), 1.0)
         # DDP averages gradients over ranks; scaling by world_size / all tokens turns that into a per-token mean.
         scale = self.dist.world_size / tokens
-        sums = torch.zeros(2, device=self.device, dtype=torch.float32)
+        rows = max(float(totals[4]), 1.0) if guide else 1.0
+        align_scale = tc.alignment.weight * self.dist.world_size / rows
+        sums = torch.zeros(3 if guide else 2, device=self.device, dtype=torch.float32)
         for i, batch in enumerate(batches):
             batch = batch.to(self.device, non_blocking=True)
             sync = i == len(batches) - 1 or not self.dist.enabled
             with contextlib.nullcontext() if sync else self.train_model.no_sync(), self._autocast():
-                logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
+                out = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
+                logits, attention = out if guide else (out, None)
                 loss, nll, _ = label_smoothed_nll(logits, batch.tgt_out, smoothing=tc.label_smoothing)
-            self.scaler.scale(loss * scale).backward()
-            sums += torch.stack([loss.detach().float(), nll.detach().float()])
+            objective, stats = loss * scale, [loss.detach().float(), nll.detach().float()]
+            if guide:
+                align = guided.alignment_loss(attention, batch.alignment)
+                objective = objective + align * align_scale
+                stats.append(align.detach())
+            self.scaler.scale(objective).backward()
+            sums += torch.stack(stats)
         sums = distributed.all_reduce_sum(sums.double().cpu())
         self.scaler.unscale_(self.optimizer)
         max_norm = tc.clip_norm if tc.clip_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True))
         loss_value, nll_value = float(sums[0]) / tokens, float(sums[1]) / tokens
-        finite = math.isfinite(loss_value) and (math.isfinite(grad_norm) or self.scaler.is_enabled())
+        align_value = float(sums[2]) / rows if guide else 0.0
+        finite = math.isfinite(loss_value + align_value) and (math.isfinite(grad_norm) or self.scaler.is_enabled())
         lr = self.schedule.lr(self.state.step + 1)
         if finite:
             set_lr(self.optimizer, lr)
@@ -209,7 +224,9 @@ class Trainer:
         if not finite:
             self._non_finite(loss_value, grad_norm)
         self.state.tgt_tokens += int(tokens)
+        figures = {"align_loss": align_value, "align_rows": float(totals[4])} if guide else {}
         return {
+            **figures,
             "loss": loss_value,
             "nll": nll_value,
             "tokens": tokens,
