@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -187,9 +188,18 @@ def test_empty_pairs_and_lowercasing(tokenizer: Tokenizer) -> None:
     assert lower.links == aligner.align(["ein hund"], ["a dog"])[0].links
 
 
-def test_pairs_over_the_position_limit_get_no_links_and_a_warning(tokenizer: Tokenizer, caplog) -> None:
-    aligner = ForcedAligner(_transformer(tokenizer), tokenizer, max_len=5)
-    got = aligner.align(["Ein Hund", "ein sehr sehr langer Satz mit vielen Wörtern"], ["A dog", "x"], first_line=7)
+def test_pairs_over_the_position_limit_get_no_links_and_a_warning(tokenizer: Tokenizer, caplog, monkeypatch) -> None:
+    # Listen on the module's logger itself: an earlier test (Hydra's logging set-up) may have stopped it from
+    # propagating to the root logger that caplog watches by default.
+    logger = logging.getLogger("nmt.analysis.forced")
+    monkeypatch.setattr(logger, "disabled", False)
+    caplog.set_level(logging.WARNING, logger=logger.name)
+    logger.addHandler(caplog.handler)
+    try:
+        aligner = ForcedAligner(_transformer(tokenizer), tokenizer, max_len=5)
+        got = aligner.align(["Ein Hund", "ein sehr sehr langer Satz mit vielen Wörtern"], ["A dog", "x"], first_line=7)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert got[0].links and not got[1].links
     assert "line 8:" in caplog.text
 
