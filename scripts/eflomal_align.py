@@ -63,7 +63,10 @@ def tokenize(line: str, *, lowercase: bool, split_punct: bool) -> tuple[list[str
 
 def run_eflomal(src: list[list[str]], tgt: list[list[str]], args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """Align token lists with eflomal's Python API; return the raw forward and reverse Pharaoh lines."""
-    from eflomal import Aligner
+    try:
+        from eflomal import Aligner
+    except ImportError:
+        raise NMTError("eflomal is not installed: pip install -e '.[align]' (or pip install eflomal)") from None
 
     aligner = Aligner(model=args.model, n_samplers=args.n_samplers, rel_iterations=args.length)
     with tempfile.TemporaryDirectory(prefix="eflomal-") as tmp:

@@ -175,13 +175,12 @@ def test_eflomal_script_writes_line_aligned_links_and_scores_the_gold_pairs(data
     src_lines, tgt_lines = src.read_text().splitlines(), read_gz_lines(tgt)
     for name, lines in outputs.items():
         assert len(lines) == 200 and lines[10] == "", name
-        for n, line in enumerate(lines):
+        for n, line in enumerate(lines):  # raw "Büschen." is one word: split-off "." maps back to it
             links = [tuple(map(int, x.split("-"))) for x in line.split()]
             assert all(i < len(src_lines[n].split()) and j < len(tgt_lines[n].split()) for i, j in links), (name, n)
     assert sum(len(line.split()) for line in outputs["fwd"]) > 1500
     for f, r, s in zip(outputs["fwd"], outputs["rev"], outputs["gdfa"]):
         assert set(s.split()) <= set(f.split()) | set(r.split())
-    # Raw text: "Büschen." is one word for training, so links point at whitespace tokens ("." is not its own).
     aer_lines = [line.split() for line in proc.stdout.splitlines() if "AER" in line and "precision" in line]
     assert [x[0] for x in aer_lines] == ["fwd", "rev", "gdfa"] and "input lines 151-200" in proc.stdout
     assert all(0 < float(x[2]) < 100 for x in aer_lines)
