@@ -250,6 +250,10 @@ class AlignmentLossConfig:
 
     file: str | None = None  # Pharaoh links (0-based i-j, source first) for the training corpus, one line per pair
     weight: float = 0.05  # objective = translation loss (per token) + weight * alignment loss (per supervised row)
+    # Supervise the decoder step whose *input* is the target piece (Shift-Att's row, read by nmt-align --method
+    # shift) instead of the step that predicts it: the head then knows the word it aligns, as in Garg et al.'s
+    # unmasked alignment pass, rather than having to guess the next word first.
+    shift: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < float("inf"):

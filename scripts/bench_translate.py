@@ -46,6 +46,11 @@ def read_gz(path: Path, n: int | None = None) -> list[str]:
     return lines[:n] if n else lines
 
 
+def checkpoint_label(path: Path) -> str:
+    """``runs/x/checkpoints/best.pt`` -> ``x/best.pt``: run directories tell checkpoints apart, file names do not."""
+    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else path.name
+
+
 def data_dir(arg: str | None) -> Path:
     for candidate in (arg, os.environ.get("NMT_DATA_DIR"), REPO / "data", REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "multi30k" / "test_2016_flickr.de.gz").exists():
@@ -108,11 +113,19 @@ def startup_seconds(checkpoint: Path, line: str, threads: int) -> float:
         return time.perf_counter() - start
 
 
+def has_attention(checkpoint: Path) -> bool:
+    from nmt.training.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint)["config"]["model"]
+    return model.get("arch") == "transformer" or model.get("attention") != "none"
+
+
 def bench(args: argparse.Namespace, label: str, checkpoint: Path, lines: list[str]) -> list[str]:
     rows = []
+    aligns = [False, True] if args.alignments and has_attention(checkpoint) else [False]
     for mode in args.modes:
         beam = 5 if mode == "beam5" else 1
-        for align in [False, True] if args.alignments else [False]:
+        for align in aligns:
             search = {"beam_size": beam, "nbest": 1, "batch_tokens": args.max_tokens}
             if args.max_len_a is not None:
                 search["max_len_a"] = args.max_len_a
@@ -169,7 +182,8 @@ def main() -> None:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lines = read_gz(root / "multi30k" / "test_2016_flickr.de.gz", args.sentences)
-    models = [(Path(c).name, Path(c)) for c in args.checkpoint] or random_checkpoints(args.models, root, work)
+    given = [(checkpoint_label(Path(c)), Path(c)) for c in args.checkpoint]
+    models = given or random_checkpoints(args.models, root, work)
     print(f"# {len(lines)} sentences, {args.threads} threads, {args.precision}, batches of {args.max_tokens} tokens")
     print(f"# load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print("| model | search | alignments | sent/s | pieces/s | pieces/sent | words/s | seconds | CPU s | load s |")

@@ -32,8 +32,9 @@ output:
   indices. A pair with an empty side gives an empty line. --soft FILE.npz also writes each pair's word weights,
   (target words x source words), under the key of its 0-based pair index (np.load(FILE)["0"]).
 
-methods (--method; default: attention for checkpoints trained with guided alignment, shift otherwise):
-  attention  target piece t reads the decoder step that predicts it (the convention of guided training)
+methods (--method; default: shift, or for checkpoints trained with guided alignment the rows they were trained on:
+attention, or shift with train.alignment.shift=true):
+  attention  target piece t reads the decoder step that predicts it (the default convention of guided training)
   shift      target piece t reads the step that receives it as input (Shift-Att, Chen et al. 2020)
   bidir      both directions (--reverse-checkpoint: a target->source model) with --bidir-base, symmetrised by
              --symmetrize (default grow-diag-final-and, Koehn et al. 2003)
@@ -221,7 +222,8 @@ def _align(args: argparse.Namespace) -> int:
 
     gold = read_gold(args.gold, args.gold_base) if args.gold else None
     forward, reverse = _load(args)
-    method = args.method or ("attention" if forward.config.train.alignment.file else "shift")
+    guided = forward.config.train.alignment
+    method = args.method or ("attention" if guided.file and not guided.shift else "shift")
     if method == "bidir" and reverse is None:
         raise NMTError("--method bidir needs --reverse-checkpoint (a model trained target -> source)")
     start = time.perf_counter()

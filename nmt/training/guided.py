@@ -10,7 +10,9 @@ towards those links. The same feature is fairseq's ``label_smoothed_cross_entrop
 Conventions (shared with ``nmt-align``'s ``attention`` method):
 
 - Attention row ``t`` is the decoder step that *predicts* ``tgt_out[t]``. A link ``(i, j)`` says that the rows of
-  target word ``j``'s pieces should attend to the pieces of source word ``i``. Words are the whitespace tokens of
+  target word ``j``'s pieces should attend to the pieces of source word ``i``. With ``train.alignment.shift`` the
+  rows are those one step later, whose *input* is each piece of word ``j`` (Shift-Att's rows, Chen et al. 2020):
+  there the decoder already knows the word it aligns. Words are the whitespace tokens of
   the corpus line; pieces are grouped into words as :func:`nmt.analysis.alignment.word_ids` does, per batch, so
   subword sampling (a new segmentation each epoch) is handled.
 - The target distribution of a supervised row is uniform over the source pieces of all its linked words. Rows
@@ -202,9 +204,14 @@ class PieceWords:
         return np.where(valid, index, -1)
 
 
-def piece_links(batch: Batch, alignment: CorpusAlignment, src_words: PieceWords, tgt_words: PieceWords) -> Tensor:
-    """The piece-level links of ``batch``: (N, 3) int64 rows ``(example, target position in tgt_out, source position
-    in src)``, one per (target piece, source piece) of every word link of the example's corpus line."""
+def piece_links(
+    batch: Batch, alignment: CorpusAlignment, src_words: PieceWords, tgt_words: PieceWords, *, shift: bool = False
+) -> Tensor:
+    """The piece-level links of ``batch``: (N, 3) int64 rows ``(example, attention row, source position in src)``,
+    one per (target piece, source piece) of every word link of the example's corpus line.
+
+    The row of the target piece at ``tgt_out[t]`` is ``t`` (the step predicting it) or, with ``shift``, ``t + 1``
+    (the step whose input ``tgt_in[t + 1]`` is that piece; it always exists, as EOS ends ``tgt_out``)."""
     assert batch.tgt_out is not None
     lines = batch.ids.numpy()
     example, src_word, tgt_word = alignment.lines(lines)
@@ -214,6 +221,8 @@ def piece_links(batch: Batch, alignment: CorpusAlignment, src_words: PieceWords,
     linked = np.zeros((B, int(n_tgt.max(initial=0)) + 1, int(n_src.max(initial=0)) + 1), dtype=bool)
     linked[example, tgt_word, src_word] = True
     tw = tgt_words.word_index(batch.tgt_out.numpy(), n_tgt)  # (B, T)
+    if shift:
+        tw = np.concatenate([np.full((B, 1), -1, dtype=tw.dtype), tw[:, :-1]], axis=1)
     sw = src_words.word_index(batch.src.numpy(), n_src)  # (B, S)
     pieces = linked[np.arange(B)[:, None, None], tw[:, :, None], sw[:, None, :]]  # (B, T, S)
     return torch.from_numpy(np.stack(np.nonzero(pieces), axis=1).astype(np.int64)).reshape(-1, 3)
@@ -225,8 +234,8 @@ class GuidedData:
     Everything else (lengths, line ids, ``examples``) is the wrapped :class:`nmt.data.prepare.TrainData`'s.
     """
 
-    def __init__(self, data: Any, alignment: CorpusAlignment, tokenizer: Any) -> None:
-        self._data, self.alignment = data, alignment
+    def __init__(self, data: Any, alignment: CorpusAlignment, tokenizer: Any, *, shift: bool = False) -> None:
+        self._data, self.alignment, self.shift = data, alignment, shift
         self.src_words = PieceWords(tokenizer.src_pieces(range(tokenizer.src_vocab_size)))
         same = tokenizer.joint
         self.tgt_words = self.src_words if same else PieceWords(tokenizer.tgt_pieces(range(tokenizer.tgt_vocab_size)))
@@ -239,7 +248,7 @@ class GuidedData:
 
     def batch(self, indices: Any) -> Batch:
         batch = self._data.batch(indices)
-        batch.alignment = piece_links(batch, self.alignment, self.src_words, self.tgt_words)
+        batch.alignment = piece_links(batch, self.alignment, self.src_words, self.tgt_words, shift=self.shift)
         return batch
 
 
@@ -256,13 +265,14 @@ def attach(cfg: NMTConfig, train: Any, tokenizer: Any) -> GuidedData | None:
     model = cfg.model
     log.info(
         "guided alignment: %s links on %d lines of %s (%s on the %d training pairs kept); weight %g on the "
-        "cross-attention of decoder layer %d, heads %s",
+        "cross-attention of decoder layer %d, heads %s, at the step %s each target piece",
         f"{alignment.num_links:,}", len(alignment), path, f"{n_used:,}", len(used), cfg.train.alignment.weight,
         model.alignment_layer, model.alignment_heads,
+        "receiving" if cfg.train.alignment.shift else "predicting",
     )  # fmt: skip
     if n_used == 0:
         log.warning("guided alignment: %s has no link on any training pair kept; the alignment loss stays 0", path)
-    return GuidedData(train, alignment, tokenizer)
+    return GuidedData(train, alignment, tokenizer, shift=cfg.train.alignment.shift)
 
 
 # --------------------------------------------------------------------------------------------- model and loss

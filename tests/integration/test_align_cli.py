@@ -161,6 +161,11 @@ def test_bidir_and_guided_defaults(tiny_checkpoint, tiny_tokenizer, pairs, tmp_p
     assert (r["method"], r["layer"], r["heads"]) == ("attention", 0, [0])
     assert main(["-c", str(guided), *base, "--layer", "1", "--report", str(report), "-q", "-o", "/dev/null"]) == 0
     assert json.loads(report.read_text())["heads"] is None  # another layer: all heads
+    # Trained on the receiving steps (train.alignment.shift): read with shift by default.
+    shifted = dataclasses.replace(train, alignment=dataclasses.replace(train.alignment, shift=True))
+    guided = make_checkpoint(tmp_path / "guided_shift.pt", dataclasses.replace(cfg, train=shifted), tiny_tokenizer)
+    assert main(["-c", str(guided), *base, "--report", str(report), "-q", "-o", "/dev/null"]) == 0
+    assert (json.loads(report.read_text())["method"], json.loads(report.read_text())["heads"]) == ("shift", [0])
 
 
 # --------------------------------------------------------------------------------------------- side-by-side script
@@ -205,18 +210,31 @@ def test_side_by_side_table_and_rows(tmp_path: Path):
     reports = tmp_path / "reports"
     reports.mkdir()
     scores = {"aer": 0.3, "precision": 0.75, "recall": 0.625}
-    for name in ("eflomal_gdfa", "shift", "guided"):
-        (reports / f"{name}.json").write_text(json.dumps({**scores, "layer": 1 if name == "shift" else None}))
+    for name in ("eflomal_gdfa", "shift", "guided", "guided_bidir"):
+        report = {**scores, "layer": 1 if name == "shift" else None, "method": "shift" if name == "guided" else None}
+        (reports / f"{name}.json").write_text(json.dumps(report))
     times = {"eflomal": 34.0, "train_fwd": 600.0, "align_shift": 5.0, "train_guided": 700.0}
-    rows = sbs.collect(reports, times, {"gold": 508})
+    times |= {"train_guided_rev": 650.0, "align_guided_bidir": 9.0}
+    steps = {"fwd": 1000, "guided": 3000, "guided_rev": 3000}
+    rows = sbs.collect(reports, times, {"gold": 508}, steps)
     assert [r["method"] for r in rows] == [
         "eflomal grow-diag-final-and",
         "shift (layer 1, best on the gold set)",
-        "guided (eflomal gdfa, attention)",
+        "guided (eflomal gdfa, shift)",
+        "guided bidir (grow-diag-final-and)",
     ]
-    assert [r["wall"] for r in rows] == [34.0, 605.0, None]  # guided: no aligning time recorded
+    assert [r["wall"] for r in rows] == [34.0, 605.0, None, 1393.0]  # guided: no aligning time recorded
     assert rows[2]["train"] == 734.0  # eflomal + training
+    assert rows[3]["train"] == 1384.0  # eflomal + both trainings
+    assert [r["updates"] for r in rows] == ["–", "1,000", "3,000", "3,000 + 3,000"]
     table = sbs.format_table(rows).splitlines()
-    assert table[0].startswith("| method | AER | precision | recall | wall time (s)")
-    assert table[3] == "| shift (layer 1, best on the gold set) | 30.0 | 75.0 | 62.5 | 605 | 600 | 5 |"
-    assert table[4].endswith("| 734 | – |") and len(table) == 5
+    assert table[0].startswith("| method | AER | precision | recall | updates | wall time (s)")
+    assert table[3] == "| shift (layer 1, best on the gold set) | 30.0 | 75.0 | 62.5 | 1,000 | 605 | 600 | 5 |"
+    assert table[4].endswith("| 734 | – |") and len(table) == 6
+
+
+def test_side_by_side_reverses_links_for_the_reverse_model(tmp_path: Path):
+    sbs = _side_by_side()
+    (tmp_path / "a").write_text("0-1 2-0\n\n3-3\n", encoding="utf-8")
+    sbs.reverse_links(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b").read_text(encoding="utf-8") == "1-0 0-2\n\n3-3\n"

@@ -83,6 +83,22 @@ def test_word_links_become_the_links_of_every_piece_pair(hand_case):
     assert torch.equal(moved.alignment, links)
 
 
+def test_shift_moves_every_link_to_the_step_that_receives_the_piece(hand_case):
+    batch, alignment = hand_case
+    words = PieceWords(VOCAB)
+    links = piece_links(batch, alignment, words, words, shift=True)
+    assert {tuple(x) for x in links.tolist()} == {
+        (0, 1, 0),  # The -> Das: tgt_in[1] is "The"
+        (0, 3, 1), (0, 3, 2), (0, 3, 3),  # house
+        (0, 4, 3),  # is: its receiving step is the one that predicts EOS
+        (1, 1, 0), (1, 2, 0),  # "house" "s"
+        (1, 3, 1),  # The
+    }  # fmt: skip
+    # The rows read the input pieces: tgt_in[row] is the target piece whose links the row carries.
+    for b, row, _ in links.tolist():
+        assert batch.tgt_in[b, row] == batch.tgt_out[b, row - 1]
+
+
 def test_a_row_linked_to_two_words_wants_uniform_mass_over_their_pieces(hand_case):
     batch, alignment = hand_case
     words = PieceWords(VOCAB)

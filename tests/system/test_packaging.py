@@ -1,0 +1,54 @@
+"""A wheel built from the source tree carries the Hydra presets, and ``nmt-train`` composes from that copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    # A copy of what a source distribution holds, so that building leaves no build/ in the checkout.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("nmt", "configs"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    # --no-build-isolation: no download; setuptools comes with the test environment.
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
+    subprocess.run(cmd, check=True, cwd=src, env={**os.environ, "PIP_NO_INPUT": "1"})
+    (path,) = out.glob("nmt-*.whl")
+    return path
+
+
+def test_wheel_holds_every_preset(wheel: Path) -> None:
+    presets = {p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")}
+    with zipfile.ZipFile(wheel) as z:
+        packaged = {n.removeprefix("nmt/configs/") for n in z.namelist() if n.startswith("nmt/configs/")}
+    assert "train.yaml" in presets
+    assert presets <= packaged
+
+
+def test_installed_package_composes_from_its_own_configs(wheel: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    code = "from nmt.cli.train import config_dir, main; print(config_dir()); main()"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "+experiment=m30k_en_de_transformer", "--cfg", "job"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    first, rest = out.stdout.split("\n", 1)
+    assert Path(first) == site / "nmt" / "configs"
+    assert "src_lang: en" in rest and "arch: transformer" in rest
