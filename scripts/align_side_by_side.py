@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             out = ["-o", str(reports / "guided_bidir.align"), "--report", str(reports / "guided_bidir.json")]
             cmd = [*nmt_align, "-c", str(checkpoint(work / "guided")), *rev, "--bidir-base", base, *out]
             timed("align_guided_bidir", cmd)
+            # Intersection keeps only links both directions agree on: on this gold set the guided heads' best.
+            out = ["-o", str(reports / "guided_inter.align"), "--report", str(reports / "guided_inter.json")]
+            timed("align_guided_inter", [*cmd[:-4], "--symmetrize", "intersection", *out])
     rows = collect(reports, times, info, updates(work))
     print(f"\n# 5. AER on the {info['gold']} RWTH de-en gold pairs ({info['train']:,} training pairs)")
     print(format_table(rows))
@@ -318,6 +321,13 @@ def collect(reports: Path, times: dict[str, float], info: dict, steps: dict[str,
             "guided_bidir",
             add(train_guided, t("train_guided_rev")),
             t("align_guided_bidir"),
+            ("guided", "guided_rev"),
+        ),
+        (
+            "guided bidir (intersection)",
+            "guided_inter",
+            add(train_guided, t("train_guided_rev")),
+            t("align_guided_inter"),
             ("guided", "guided_rev"),
         ),
     ]
