@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from corpus_io import read_gz_lines, write_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,3 +40,13 @@ def m30k_slice(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         for lang in ("de", "en"):
             write_lines(out / f"{split}.{lang}{suffix}", read_gz_lines(src / f"{split}.{lang}.gz", n))
     return out.parent
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test's tiny models on one torch thread (restored afterwards): they only lose from intra-op threads,
+    badly so on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from integration_helpers import make_checkpoint, tiny_config, tiny_rnn, tiny_transformer, train_tokenizer
 
 
@@ -39,12 +38,3 @@ def cli_env(m30k_slice: Path) -> dict[str, str]:
     """Environment for console-script subprocesses: the slice as data root, one thread (tiny models only lose
     from intra-op threads, badly so on a busy machine), no CUDA."""
     return {**os.environ, "NMT_DATA_DIR": str(m30k_slice), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-
-
-@pytest.fixture
-def one_thread():
-    """Run a test's tiny models on one torch thread (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

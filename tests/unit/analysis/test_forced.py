@@ -26,20 +26,13 @@ from nmt.data.batch import collate
 from nmt.data.tokenizer import Tokenizer
 from nmt.models import build_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Non-Latin lines (unknown to a German/English vocabulary) and tokens SentencePiece normalises oddly: a ligature
 # (NFKC: "fi"), full-width letters, an ellipsis (three pieces), a zero-width space inside a word (SentencePiece
 # treats it as a space: two "▁" pieces in one whitespace word) and alone (no pieces at all), a combining accent.
 ODD_SRC = ["Καλημέρα κόσμε , πώς είσαι ;", "Der ﬁsch … ist x\u200bx \u200b Ａｂｃ groß", "Привет , мир !"]
 ODD_TGT = ["Добрый день , как дела ?", "The ﬁsh … is x\u200bx Ａｂｃ big", "Hello , wörld\u0301 !"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models only lose from intra-op threads (and the machine may be busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,15 +38,6 @@ def pairs(data_root: Path) -> tuple[Batch, list[list[int]], int]:
     src = [[vocab[w] for w in line.split()] for line in de]
     tgt = [[vocab[w] for w in line.split()] for line in en]
     return collate(src, tgt, list(range(64))), tgt, len(vocab) + 4
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread (no per-op synchronisation); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

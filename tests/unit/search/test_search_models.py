@@ -14,6 +14,8 @@ from nmt.models import build_model
 from nmt.models.ensemble import Ensemble
 from nmt.search import beam_search, greedy_search, length_penalty, search
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 VOCAB = 48
 ARCHS = {
     "transformer": TransformerConfig(d_model=32, ffn_dim=64, heads=4, encoder_layers=2, decoder_layers=2, dropout=0.0),
@@ -22,14 +24,6 @@ ARCHS = {
         embed_dim=24, hidden_dim=32, dropout=0.0, attention=AttentionType.luong, score=LuongScore.general
     ),
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def model_for(arch: str, seed: int = 0):
