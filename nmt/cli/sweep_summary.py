@@ -29,6 +29,7 @@ status of a job (its directory is SWEEP_DIR/<job number>/):
   running      training left files but no results.json yet: in progress, or killed (rerunning the sweep with
                the same hydra.sweep.dir resumes it from checkpoints/last.pt); the note says the step reached
                and the best dev BLEU so far (greedy validation, so it stays out of the score columns)
+  interrupted  SIGINT/SIGTERM stopped it after saving a checkpoint (interrupted.json); rerun the sweep to resume
   failed       failed.json holds the error and its traceback; the note shows the error
   not started  listed in SWEEP_DIR/multirun.yaml but without a directory yet
 

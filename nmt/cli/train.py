@@ -115,9 +115,14 @@ def run(cfg: DictConfig) -> float:
             limits=_limits(cfg),
             is_main=info.is_main,
         )
+    if info.is_main:
+        jobs.clear_failure(run_dir)  # a resumed run is no longer the interrupted one
     try:
         return _train(cfg, run_dir)
     except NMTError as e:
+        if info.is_main and _signal_code(e):
+            overrides = list(hydra_cfg.overrides.task)
+            jobs.write_interruption(run_dir, message=str(e), exit_code=_signal_code(e), overrides=overrides)
         _exit_with(e)
 
 
@@ -178,7 +183,9 @@ def sweep_job(
             jobs.write_job_record(run_dir, num=num, overrides=overrides)
         return body()
     except Exception as e:
-        if getattr(e, "exit_code", 0) > 128:  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
+        if _signal_code(e):  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
+            if is_main:
+                jobs.write_interruption(run_dir, message=str(e), exit_code=_signal_code(e), overrides=overrides)
             _exit_with(e)
         if is_main:
             path = jobs.write_failure(run_dir, e, overrides=overrides)
@@ -187,6 +194,12 @@ def sweep_job(
             else:
                 log.exception("job %s failed with an unexpected error (recorded in %s); the sweep goes on", num, path)
         return FAILED_JOB_VALUE
+
+
+def _signal_code(e: Exception) -> int:
+    """The exit status of an error that stands for SIGINT/SIGTERM (128 + signal number), else 0."""
+    code = getattr(e, "exit_code", 0)
+    return code if isinstance(code, int) and code > 128 else 0
 
 
 def _exit_with(e: Exception) -> NoReturn:

@@ -5,8 +5,10 @@ A job directory (``<sweep dir>/<job num>/``, or any ``nmt-train`` run directory)
 * **finished** when ``results.json`` is complete (dev scores, test scores, steps): training and testing ended;
 * **failed** when ``failed.json`` is there (written by ``nmt-train -m`` when the job raised; see
   :func:`write_failure`) and no newer complete ``results.json`` is;
-* **running** when training has left traces (``train.log``, ``metrics.jsonl``, checkpoints) but neither of the
-  above: a job in progress, or one killed without a chance to say so (rerunning the sweep resumes it);
+* **interrupted** when ``interrupted.json`` is there (written when SIGINT/SIGTERM stopped the job after it saved
+  a checkpoint; see :func:`write_interruption`) and nothing newer says otherwise: rerunning resumes it;
+* **running** when training has left traces (``train.log``, ``metrics.jsonl``, checkpoints) but none of the
+  above: a job in progress, or one killed without a chance to say so (SIGKILL, a lost node; rerunning resumes it);
 * **not started** when nothing but Hydra's ``.hydra/`` (or nothing at all) is there.
 
 ``sweep_job.json`` records the overrides a job was started with. Hydra rewrites ``.hydra/overrides.yaml`` before
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
 FAILED = "failed.json"
+INTERRUPTED = "interrupted.json"
 JOB_RECORD = "sweep_job.json"
 
 # Overrides that may change between two runs of the same sweep without making a finished job a different
@@ -59,6 +62,7 @@ CONTINUATION_KEYS = frozenset(
 class Status(str, Enum):
     finished = "finished"
     running = "running"
+    interrupted = "interrupted"
     failed = "failed"
     not_started = "not started"
 
@@ -167,9 +171,23 @@ def write_failure(run_dir: Path, error: BaseException, *, overrides: list[str]) 
     return _write_json(run_dir / FAILED, record)
 
 
+def write_interruption(run_dir: Path, *, message: str, exit_code: int, overrides: list[str]) -> Path:
+    """``interrupted.json``: a signal stopped the job (its checkpoint is saved), so a summary does not take it for
+    a job still running."""
+    record = {
+        "status": "interrupted",
+        "message": message,
+        "exit_code": exit_code,
+        "overrides": overrides,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return _write_json(run_dir / INTERRUPTED, record)
+
+
 def clear_failure(run_dir: Path) -> None:
-    """Forget an earlier failure: the job is being tried again."""
+    """Forget an earlier failure or interruption: the job is being tried again."""
     (run_dir / FAILED).unlink(missing_ok=True)
+    (run_dir / INTERRUPTED).unlink(missing_ok=True)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> Path:
@@ -190,7 +208,7 @@ class JobDir:
     overrides: list[str] | None = None
     config: dict[str, Any] | None = None
     results: dict[str, Any] | None = None
-    failure: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None  # failed.json, or interrupted.json for an interrupted job
     valid: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl validation records
     train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl training records
     last_update: float | None = None  # newest mtime of the files training writes (seconds since the epoch)
@@ -202,13 +220,18 @@ TRACES = ("train.log", "metrics.jsonl", "checkpoints", "tokenizer", "valid")
 def read_job(path: Path) -> JobDir:
     """Everything a summary needs from one job directory; tolerant of missing, partial and garbled files."""
     results = read_results(path)
-    failure = read_json(path / FAILED)
+    # The newest of the two markers speaks for the job (a failed retry of an interrupted job is failed).
+    markers = [(Status.failed, FAILED), (Status.interrupted, INTERRUPTED)]
+    found = [(_mtime(path / name), status, record) for status, name in markers if (record := read_json(path / name))]
+    newest = max(found, key=lambda f: f[0], default=None)
+    failure = newest[2] if newest else None
     train, valid = read_metrics(path / "metrics.jsonl")
-    mtimes = [p.stat().st_mtime for p in (path / name for name in (*TRACES, RESULTS, FAILED)) if p.exists()]
-    if results is not None and (failure is None or _mtime(path / RESULTS) >= _mtime(path / FAILED)):
+    names = (*TRACES, RESULTS, FAILED, INTERRUPTED)
+    mtimes = [p.stat().st_mtime for p in (path / name for name in names) if p.exists()]
+    if results is not None and (newest is None or _mtime(path / RESULTS) >= newest[0]):
         status, failure = Status.finished, None
-    elif failure is not None:
-        status = Status.failed
+    elif newest is not None:
+        status = newest[1]
     elif any((path / name).exists() for name in TRACES):
         status = Status.running
     else:

@@ -143,6 +143,9 @@ def _status_note(job: Job) -> str:
     d = job.dir
     if d.status == Status.failed and d.failure:
         return f"{d.failure.get('error', 'error')}: {d.failure.get('message', '')}".strip()
+    if d.status == Status.interrupted:
+        step = f" at step {d.train[-1]['step']}" if d.train else ""
+        return f"stopped by a signal{step}; rerun the sweep to resume ({(d.failure or {}).get('message', '')})"
     if d.status == Status.running:
         parts = [f"step {d.train[-1]['step']}" if d.train else "starting"]
         if d.valid:

@@ -152,6 +152,11 @@ def test_a_signal_stops_the_whole_sweep(tmp_path):
     with pytest.raises(SystemExit) as stopped:
         sweep_job(body, tmp_path, overrides=[], num=0, limits=LIMITS)
     assert stopped.value.code == 130 and not (tmp_path / "failed.json").exists()
+    assert jobs.read_job(tmp_path).status == jobs.Status.interrupted
+    assert jobs.read_json(tmp_path / "interrupted.json")["exit_code"] == 130
+    # the rerun that resumes it clears the mark
+    assert sweep_job(lambda: 7.0, tmp_path, overrides=[], num=0, limits=LIMITS) == 7.0
+    assert not (tmp_path / "interrupted.json").exists()
 
 
 def test_a_finished_job_returns_its_dev_bleu_unless_its_limits_were_raised(tmp_path):

@@ -20,6 +20,7 @@ import torch
 from integration_helpers import BIN
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.experiments.jobs import Status, read_job
 from nmt.training.checkpoint import load_checkpoint, load_for_inference
 
 TINY_MODELS = {
@@ -185,9 +186,11 @@ def test_sigkill_and_sigterm_then_resume_give_bitwise_the_weights_of_an_uninterr
     interrupted_at = load_checkpoint(resumed / "checkpoints" / "last.pt")["step"]
     assert 30 <= interrupted_at < 40
     assert "SIGTERM received" in second.stderr.read()
+    assert read_job(resumed).status == Status.interrupted  # not "running" for a summary
 
     third = run(cmd, env)
     assert third.returncode == 0, third.stderr[-2000:]
+    assert read_job(resumed).status == Status.finished and not (resumed / "interrupted.json").exists()
     log = (resumed / "train.log").read_text()
     assert "RESUMING from" in log and f"step {interrupted_at}," in log
 

@@ -124,6 +124,22 @@ def test_a_failure_older_than_complete_results_does_not_count(sweep: Path):
     assert jobs.read_job(sweep / "3").status == jobs.Status.failed
 
 
+def test_an_interrupted_job_is_marked_so_until_something_newer_speaks(sweep: Path):
+    import os
+
+    d = sweep / "2"  # a running job; then SIGTERM stops it
+    jobs.write_interruption(d, message="SIGTERM received: checkpoint saved", exit_code=143, overrides=[])
+    job = {j.name: j for j in collect_jobs(sweep)}["2"]
+    assert job.dir.status == jobs.Status.interrupted
+    row = next(r for r in summarize(collect_jobs(sweep), sweep_dir=sweep).rows if r["job"] == "2")
+    assert row["note"].startswith("stopped by a signal at step 100; rerun the sweep to resume")
+    jobs.write_failure(d, RuntimeError("out of memory"), overrides=[])  # the resumed run then failed
+    os.utime(d / "interrupted.json", (1, 1))
+    assert jobs.read_job(d).status == jobs.Status.failed
+    (d / "results.json").write_text(json.dumps(results(20.0, 21.0)), encoding="utf-8")  # and a later one finished
+    assert jobs.read_job(d).status == jobs.Status.finished
+
+
 def test_the_table_has_the_varying_overrides_and_puts_the_best_finished_job_first(sweep: Path):
     summary = summarize(collect_jobs(sweep, expected=expected_six()), sweep_dir=sweep)
     assert summary.varying == ["train.lr"]  # model= and train.max_steps are the same everywhere
