@@ -215,17 +215,37 @@ ModelConfig = RNNConfig | TransformerConfig
 # --------------------------------------------------------------------------------------------- search
 @dataclass
 class SearchConfig:
-    """Decoding: beam search (beam_size 1 = greedy) with a GNMT length penalty."""
+    """Decoding: beam search (beam_size 1 = greedy) with a GNMT length penalty.
 
-    beam_size: int = 5
-    nbest: int = 1
-    lenpen: float = 1.0  # GNMT alpha: score / ((5 + |y|) / 6) ** alpha; 0 = raw log-probability
-    max_len_a: float = 1.5  # output length cap = a * source length + b (per sentence)
-    max_len_b: int = 10
-    sampling: bool = False  # sample instead of searching (beam_size must be 1)
-    sampling_topk: int = 0  # 0 = the whole distribution
-    sampling_temperature: float = 1.0
-    batch_tokens: int = 4096  # source tokens per decoding batch
+    Every field's ``help`` is also the help of its flag in ``nmt-translate`` and ``nmt-evaluate``
+    (:func:`nmt.cli.common.add_search_flags`).
+    """
+
+    beam_size: int = field(default=5, metadata={"help": "beam size; 1 = greedy", "metavar": "K"})
+    nbest: int = field(
+        default=1, metadata={"help": "hypotheses returned per input (at most beam_size)", "metavar": "N"}
+    )
+    lenpen: float = field(
+        default=1.0,
+        metadata={
+            "help": "GNMT length penalty alpha: score = log p(y|x) / ((5 + |y|) / 6) ** alpha; 0 = raw log-probability",
+            "metavar": "A",
+        },
+    )
+    max_len_a: float = field(
+        default=1.5, metadata={"help": "output cap = floor(a * source pieces) + b, per sentence", "metavar": "A"}
+    )
+    max_len_b: int = field(
+        default=10, metadata={"help": "output cap = floor(a * source pieces) + b, per sentence", "metavar": "B"}
+    )
+    sampling: bool = field(default=False, metadata={"help": "sample outputs instead of searching (needs beam_size 1)"})
+    sampling_topk: int = field(
+        default=0, metadata={"help": "sample among the k most probable pieces (0 = all)", "metavar": "K"}
+    )
+    sampling_temperature: float = field(
+        default=1.0, metadata={"help": "divide log-probabilities by this before sampling", "metavar": "T"}
+    )
+    batch_tokens: int = field(default=4096, metadata={"help": "source tokens per decoding batch", "metavar": "N"})
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:

@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from nmt.config import ConfigError, SearchConfig
-from nmt.models.base import Seq2Seq
-
-if TYPE_CHECKING:
-    from nmt.data.tokenizer import Tokenizer
+from nmt.config import ConfigError
 
 
 @dataclass
@@ -61,20 +55,6 @@ def score(hyps: list[str], refs: list[str], *, tokenize: str | None = None, lowe
         str(bleu.get_signature()),
         str(chrf.get_signature()),
     )
-
-
-def translate_texts(
-    model: Seq2Seq, tokenizer: Tokenizer, texts: list[str], cfg: SearchConfig, *, device: torch.device | str
-) -> list[str]:
-    """Translate sentences (best hypothesis, detokenized), in input order.
-
-    The one decoding path of validation, ``nmt-translate`` and ``nmt-evaluate``: token-budget batches sorted by
-    length (:func:`nmt.translate.translate_ids`). Nothing is truncated here; empty sources give empty outputs.
-    """
-    from nmt.translate import translate_ids
-
-    hyps = translate_ids(model, tokenizer.encode_src(texts), cfg, device=device)
-    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hyps]
 
 
 # --------------------------------------------------------------------------------------------- length buckets

@@ -30,20 +30,27 @@ Conventions, the same for every strategy:
   are the real source positions, the source EOS included. Rows follow their hypothesis through beam reorders.
   Without ``need_attention`` no attention is computed, stored or reordered.
 
+Whole inputs: :func:`translate_ids` takes any number of sources (piece ids), searches them in token-budget
+batches sorted by length and returns the hypotheses in input order: the one decoding path of validation,
+``nmt-translate``, ``nmt-evaluate`` and the test-set report.
+
 Search writes into the log-probabilities that ``decode_step`` returns (masking, adding beam scores), so a model
 must return a fresh tensor there (``log_softmax`` output is).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from nmt.config import SearchConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID
+from nmt.config import Precision, SearchConfig
+from nmt.data.batch import collate
+from nmt.data.batching import length_batches
 from nmt.models.base import EncoderOutput, Seq2Seq, reorder
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 NEG_INF = float("-inf")
 
@@ -350,3 +357,54 @@ def _beam(
         hyps.sort(key=lambda h: h.score, reverse=True)  # stable: ties keep the order they finished in
         out.append(hyps[: cfg.nbest])
     return out
+
+
+# --------------------------------------------------------------------------------------------- whole inputs
+def autocast_dtype(precision: Precision) -> torch.dtype | None:
+    """The autocast dtype of a precision (None for fp32: no autocast)."""
+    return {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}.get(Precision(precision))
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for bf16/fp16 on ``device``; a no-op context for fp32."""
+    dtype = autocast_dtype(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def translate_ids(
+    model: Seq2Seq,
+    src_ids: list[list[int]],
+    cfg: SearchConfig,
+    *,
+    device: torch.device | str,
+    need_attention: bool = False,
+    generator: torch.Generator | None = None,
+    precision: Precision = Precision.fp32,
+) -> list[list[Hypothesis]]:
+    """Search for every source (piece ids, no specials) in length-sorted token-budget batches; input order out.
+
+    An empty source gives one empty hypothesis (score 0, attention [[1.0]]) without a model call. The model is
+    put in eval mode for the duration (and restored), so validation during training can call this directly.
+    ``precision`` ``bf16``/``fp16`` runs the model under autocast (bf16 is the fast format of recent CPUs).
+    """
+    results: list[list[Hypothesis]] = [[] for _ in src_ids]
+    todo = [i for i, ids in enumerate(src_ids) if ids]
+    for i, ids in enumerate(src_ids):
+        if not ids:
+            results[i] = [Hypothesis([], 0.0, 0.0, torch.ones(1, 1) if need_attention else None)]
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    try:
+        for batch_pos in length_batches([len(src_ids[i]) for i in todo], cfg.batch_tokens):
+            rows = [todo[p] for p in batch_pos]
+            batch = collate([src_ids[i] for i in rows], None, rows).to(device)
+            with autocast(device, precision):
+                hyps = search(
+                    model, batch.src, batch.src_lengths, cfg, need_attention=need_attention, generator=generator
+                )
+            for i, h in zip(rows, hyps):  # scatter back by original index
+                results[i] = h
+    finally:
+        model.train(was_training)
+    return results

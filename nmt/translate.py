@@ -1,99 +1,33 @@
-"""From checkpoints to translations: token-budget batches in length order, results in input order, streaming.
+"""From checkpoints and text to translations: results in input order, streaming.
 
-:func:`translate_ids` is the one batched path that validation, ``nmt-translate`` and ``nmt-evaluate`` share.
-:class:`Translator` adds text handling around it: an empty line gives an empty output without calling the
-model, a line longer than the model's maximum source length is truncated with a warning naming the line, and
+The one decoding path of ``nmt-translate``, ``nmt-evaluate``, the test-set report and validation is
+:func:`nmt.search.translate_ids` (ids in, hypotheses out, in input order); :func:`translate_texts` wraps it for
+plain sentences, and :class:`Translator` adds text handling around it: an empty line gives an empty output without
+calling the model, a line longer than the model's maximum source length is truncated with a warning naming the line, and
 :meth:`Translator.stream` reads any number of lines in fixed-size chunks, so memory stays flat.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
-from nmt.config import AttentionType, ConfigError, NMTConfig, RNNConfig, SearchConfig
-from nmt.data.batch import collate
+from nmt.checkpoint import load_for_inference
+from nmt.config import AttentionType, ConfigError, NMTConfig, Precision, RNNConfig, SearchConfig
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
 from nmt.models.base import Seq2Seq
-from nmt.search import Hypothesis, search
-
-if TYPE_CHECKING:
-    from nmt.data.tokenizer import Tokenizer
+from nmt.models.ensemble import Ensemble
+from nmt.search import Hypothesis, translate_ids
 
 log = logging.getLogger(__name__)
-
-
-def make_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Group indices, longest first, so that ``sentences x (longest source + EOS) <= batch_tokens``.
-
-    A sentence longer than the budget gets a batch of its own. Sorting is stable, so equal lengths keep input order.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        size = lengths[i] + 1
-        if current and (len(current) + 1) * max(longest, size) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def translate_ids(
-    model: Seq2Seq,
-    src_ids: list[list[int]],
-    cfg: SearchConfig,
-    *,
-    device: torch.device | str,
-    need_attention: bool = False,
-    generator: torch.Generator | None = None,
-    precision: str = "fp32",
-) -> list[list[Hypothesis]]:
-    """Search for every source (piece ids, no specials) in length-sorted token-budget batches; input order out.
-
-    An empty source gives one empty hypothesis (score 0, attention [[1.0]]) without a model call. The model is
-    put in eval mode for the duration (and restored), so validation during training can call this directly.
-    ``precision`` ``bf16``/``fp16`` runs the model under autocast (bf16 is the fast format of recent CPUs).
-    """
-    results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    todo = [i for i, ids in enumerate(src_ids) if ids]
-    for i, ids in enumerate(src_ids):
-        if not ids:
-            results[i] = [Hypothesis([], 0.0, 0.0, torch.ones(1, 1) if need_attention else None)]
-    was_training = model.training
-    model.eval()
-    device = torch.device(device)
-    try:
-        for batch_pos in make_batches([len(src_ids[i]) for i in todo], cfg.batch_tokens):
-            rows = [todo[p] for p in batch_pos]
-            batch = collate([src_ids[i] for i in rows], None, rows).to(device)
-            with _autocast(device, precision):
-                hyps = search(
-                    model, batch.src, batch.src_lengths, cfg, need_attention=need_attention, generator=generator
-                )
-            for i, h in zip(rows, hyps):  # scatter back by original index
-                results[i] = h
-    finally:
-        model.train(was_training)
-    return results
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(getattr(precision, "value", precision)))
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -105,16 +39,12 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
     Raises:
         CheckpointError: a checkpoint cannot be loaded, or the checkpoints' vocabularies differ.
     """
-    from nmt.training.checkpoint import load_for_inference
-
     if not paths:
         raise CheckpointError("no checkpoint given")
     loaded = [load_for_inference(p, device) for p in paths]
     model, tokenizer, cfg = loaded[0]
     if len(loaded) == 1:
         return model, tokenizer, cfg
-    from nmt.models.ensemble import Ensemble
-
     for path, (_, tok, _) in zip(paths[1:], loaded[1:]):
         if tok.to_state() != tokenizer.to_state():
             raise CheckpointError(
@@ -122,6 +52,17 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
                 "an ensemble needs checkpoints trained with the same tokenizer"
             )
     return Ensemble([m for m, _, _ in loaded]).to(device).eval(), tokenizer, cfg
+
+
+def translate_texts(
+    model: Seq2Seq, tokenizer: Tokenizer, texts: list[str], cfg: SearchConfig, *, device: torch.device | str
+) -> list[str]:
+    """Translate sentences (best hypothesis, detokenized), in input order, with no truncation.
+
+    Empty sources give empty outputs. The plain-text form of :func:`nmt.search.translate_ids`, used by validation.
+    """
+    hyps = translate_ids(model, tokenizer.encode_src(texts), cfg, device=device)
+    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hyps]
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -198,11 +139,11 @@ class Translator:
         need_attention: bool = False,
         generator: torch.Generator | None = None,
         config: NMTConfig | None = None,
-        precision: str = "fp32",
+        precision: Precision = Precision.fp32,
     ) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.config = config  # the (first) checkpoint's whole config, when loaded from one
-        self.precision = precision
+        self.precision = Precision(precision)
         self.device = torch.device(device)
         self.max_source_len = max_source_len
         self.need_attention = need_attention
@@ -218,17 +159,17 @@ class Translator:
         search: dict[str, Any] | None = None,
         max_source_len: int | None = None,
         need_attention: bool = False,
-        align_layer: int | None = None,
-        align_heads: list[int] | None = None,
+        alignment_layer: int | None = None,
+        alignment_heads: list[int] | None = None,
         seed: int | None = None,
-        precision: str = "fp32",
+        precision: Precision = Precision.fp32,
     ) -> Translator:
         """Load checkpoint(s); ``search`` overrides fields of the checkpoint's own search config."""
         model, tokenizer, cfg = load_models(list(paths), device)
         if need_attention and isinstance(cfg.model, RNNConfig) and cfg.model.attention == AttentionType.none:
             raise ConfigError(f"{paths[0]} is a model without attention (model.attention=none): no alignments")
-        if align_layer is not None or align_heads is not None:
-            model.set_alignment(layer=align_layer, heads=align_heads)
+        if alignment_layer is not None or alignment_heads is not None:
+            model.set_alignment(layer=alignment_layer, heads=alignment_heads)
         search_cfg = replace(cfg.search, **(search or {}))  # __post_init__ checks the combination
         generator = None
         if search_cfg.sampling and seed is not None:

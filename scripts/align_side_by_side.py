@@ -263,10 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         pick = json.loads((reports / "pick.json").read_text())["results"]
         best = {m: min((r for r in pick if r["method"] == m), key=lambda r: r["aer"]) for m in ("attention", "shift")}
         for m in ("attention", "shift"):
-            layer = ["--layer", str(best[m]["layer"])] if best[m]["layer"] is not None else []
+            layer = ["--alignment-layer", str(best[m]["layer"])] if best[m]["layer"] is not None else []
             out = ["-o", str(reports / f"{m}.align"), "--report", str(reports / f"{m}.json")]
             timed(f"align_{m}", [*nmt_align, "-c", fwd, "--method", m, *layer, *out])
-        layer = ["--layer", str(best["shift"]["layer"])] if best["shift"]["layer"] is not None else []
+        layer = ["--alignment-layer", str(best["shift"]["layer"])] if best["shift"]["layer"] is not None else []
         rev = ["--reverse-checkpoint", str(checkpoint(work / "rev")), "--method", "bidir", *layer]
         out = ["-o", str(reports / "bidir.align"), "--report", str(reports / "bidir.json")]
         timed("align_bidir", [*nmt_align, "-c", fwd, *rev, *out])

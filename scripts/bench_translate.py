@@ -60,9 +60,9 @@ def data_dir(arg: str | None) -> Path:
 
 def random_checkpoints(names: list[str], root: Path, work: Path) -> list[tuple[str, Path]]:
     """Default-size random-init models over a joint 8k SentencePiece model trained on Multi30k (cached)."""
+    from nmt.checkpoint import save_checkpoint
     from nmt.data.tokenizer import Tokenizer
     from nmt.models import build_model
-    from nmt.training.checkpoint import save_checkpoint
 
     spm_dir = work / "spm8k"
     if (spm_dir / "joint.model").exists():
@@ -114,7 +114,7 @@ def startup_seconds(checkpoint: Path, line: str, threads: int) -> float:
 
 
 def has_attention(checkpoint: Path) -> bool:
-    from nmt.training.checkpoint import load_checkpoint
+    from nmt.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)["config"]["model"]
     return model.get("arch") == "transformer" or model.get("attention") != "none"
@@ -126,7 +126,7 @@ def bench(args: argparse.Namespace, label: str, checkpoint: Path, lines: list[st
     for mode in args.modes:
         beam = 5 if mode == "beam5" else 1
         for align in aligns:
-            search = {"beam_size": beam, "nbest": 1, "batch_tokens": args.max_tokens}
+            search = {"beam_size": beam, "nbest": 1, "batch_tokens": args.batch_tokens}
             if args.max_len_a is not None:
                 search["max_len_a"] = args.max_len_a
             if args.max_len_b is not None:
@@ -165,7 +165,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["transformer", "rnn"], choices=list(MODELS))
     p.add_argument("--modes", nargs="+", default=["beam5", "greedy"], choices=["beam5", "greedy"])
     p.add_argument("--sentences", type=int, default=1000)
-    p.add_argument("--max-tokens", type=int, default=2048, help="source tokens per batch (PEERS.md: ~2,048)")
+    p.add_argument("--batch-tokens", type=int, default=2048, help="source tokens per batch (PEERS.md: ~2,048)")
     p.add_argument("--max-len-a", type=float)
     p.add_argument("--max-len-b", type=int)
     p.add_argument("--threads", type=int, default=2)
@@ -184,7 +184,7 @@ def main() -> None:
     lines = read_gz(root / "multi30k" / "test_2016_flickr.de.gz", args.sentences)
     given = [(checkpoint_label(Path(c)), Path(c)) for c in args.checkpoint]
     models = given or random_checkpoints(args.models, root, work)
-    print(f"# {len(lines)} sentences, {args.threads} threads, {args.precision}, batches of {args.max_tokens} tokens")
+    print(f"# {len(lines)} sentences, {args.threads} threads, {args.precision}, batches of {args.batch_tokens} tokens")
     print(f"# load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print("| model | search | alignments | sent/s | pieces/s | pieces/sent | words/s | seconds | CPU s | load s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)

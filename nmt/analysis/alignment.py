@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from nmt.errors import DataError
+from nmt.specials import WORD_START
 
 Link = tuple[int, int]  # (source word, target word), 0-based
-WORD_START = "▁"
 
 
 @dataclass

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-EOS_PIECE = "</s>"
-
 
 @dataclass
 class AttentionRecord:

@@ -42,9 +42,13 @@ import torch
 
 from nmt.analysis.alignment import Link, aggregate_to_words, matrix_to_links
 from nmt.analysis.symmetrize import symmetrize
+from nmt.checkpoint import load_for_inference
+from nmt.config import AttentionType, Positions, RNNConfig, TransformerConfig
 from nmt.data.batch import collate
+from nmt.data.batching import length_batches
 from nmt.errors import CheckpointError
 from nmt.models.base import Seq2Seq
+from nmt.models.transformer import Transformer
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +99,6 @@ def segment(encode: Callable[[list[str]], list[list[int]]], lines: Sequence[str]
     return out
 
 
-def token_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped longest first so that ``sentences x (longest + 1) <= batch_tokens`` (a long one alone)."""
-    from nmt.translate import make_batches
-
-    return make_batches(lengths, batch_tokens)
-
-
 def teacher_forced_attention(
     model: Seq2Seq,
     src: Sequence[list[int]],
@@ -126,7 +123,7 @@ def teacher_forced_attention(
     device = torch.device(device)
     try:
         with torch.inference_mode():
-            for rows in token_batches([max(len(s), len(t)) for s, t in zip(src, tgt)], batch_tokens):
+            for rows in length_batches([max(len(s), len(t)) for s, t in zip(src, tgt)], batch_tokens):
                 batch = collate([src[i] for i in rows], [tgt[i] for i in rows], rows).to(device)
                 _, attn = model.decode(batch.tgt_in, model.encode(batch.src, batch.src_lengths), need_attention=True)
                 if attn is None:
@@ -194,13 +191,10 @@ class ForcedAligner:
     @classmethod
     def from_checkpoint(cls, path: str, *, device: torch.device | str = "cpu", **kwargs) -> ForcedAligner:
         """Load a checkpoint; refuses models without attention."""
-        from nmt.config import AttentionType, Positions, RNNConfig
-        from nmt.training.checkpoint import load_for_inference
-
         model, tokenizer, cfg = load_for_inference(path, device)
         if isinstance(cfg.model, RNNConfig) and cfg.model.attention == AttentionType.none:
             raise CheckpointError(f"{path} is a model without attention (model.attention=none): it cannot align")
-        if getattr(cfg.model, "positions", None) == Positions.learned:
+        if isinstance(cfg.model, TransformerConfig) and cfg.model.positions == Positions.learned:
             kwargs.setdefault("max_len", cfg.model.max_positions - 1)  # + BOS / EOS
         aligner = cls(model, tokenizer, device=device, **kwargs)
         aligner.config = cfg
@@ -214,21 +208,20 @@ class ForcedAligner:
     @property
     def layer(self) -> int | None:
         """The 0-based decoder layer in use (None for an RNN, which has one attention)."""
-        return getattr(self.model, "align_layer", None)
+        return self.model.align_layer if isinstance(self.model, Transformer) else None
 
     @property
     def heads(self) -> list[int] | None:
         """The heads averaged (None = all, or an RNN)."""
-        return getattr(self.model, "align_heads", None)
+        return self.model.align_heads if isinstance(self.model, Transformer) else None
 
     @property
     def num_layers(self) -> int:
-        return len(getattr(self.model, "decoder_layers", [None]))
+        return self.model.cfg.decoder_layers if isinstance(self.model, Transformer) else 1
 
     @property
     def num_heads(self) -> int:
-        cfg = getattr(self.model, "cfg", None)
-        return int(getattr(cfg, "heads", 1))
+        return self.model.cfg.heads if isinstance(self.model, Transformer) else 1
 
     # ----------------------------------------------------------------------------------------- aligning
     def word_matrices(

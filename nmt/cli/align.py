@@ -19,7 +19,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nmt.cli.common import open_output, resolve_device, run_cli, setup_logging
+from nmt.cli.common import (
+    add_alignment_flags,
+    add_deprecated,
+    add_running_flags,
+    alignment_heads,
+    new_parser,
+    open_output,
+    resolve_device,
+    run_cli,
+    setup_logging,
+)
+from nmt.config import TransformerConfig
 from nmt.errors import DataError, NMTError
 
 PROG = "nmt-align"
@@ -39,8 +50,8 @@ attention, or shift with train.alignment.shift=true):
   bidir      both directions (--reverse-checkpoint: a target->source model) with --bidir-base, symmetrised by
              --symmetrize (default grow-diag-final-and, Koehn et al. 2003)
   The source EOS column is dropped and rows renormalised; source pieces of a word are summed, target pieces
-  averaged; each target word links to its argmax source word (or every word >= --threshold).
-  --layer / --heads default to the checkpoint's model.alignment_layer / alignment_heads.
+  averaged; each target word links to its argmax source word (or every word >= --alignment-threshold).
+  --alignment-layer / --alignment-heads default to the checkpoint's model.alignment_layer / alignment_heads.
 
 scoring (--gold FILE: "i-j" sure and "ipj" possible links, --gold-base 0|1):
   AER = 1 - (|A&S| + |A&P|) / (|A| + |S|), precision = |A&P| / |A|, recall = |A&S| / |S| (Och & Ney 2003),
@@ -53,11 +64,8 @@ exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Word-align given sentence pairs with nmt checkpoints (forced alignment) and score them (AER).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = new_parser(
+        PROG, "Word-align given sentence pairs with nmt checkpoints (forced alignment) and score them (AER).", EPILOG
     )
     p.add_argument("--checkpoint", "-c", metavar="CKPT", help="the source->target model")
     p.add_argument("--src", metavar="FILE", help="source sentences, plain or .gz (- = stdin)")
@@ -65,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="Pharaoh alignments (- = stdout)")
     m = p.add_argument_group("method")
     m.add_argument("--method", choices=["attention", "shift", "bidir"], help="see below")
-    m.add_argument("--layer", type=int, metavar="L", help="decoder layer, 0-based, negative from the top")
-    m.add_argument("--heads", type=_heads, metavar="H,H", help="attention heads averaged, e.g. 0,1 (default: all)")
-    m.add_argument("--threshold", type=float, metavar="X", help="link every source word with weight >= X")
+    add_alignment_flags(m)
+    add_deprecated(m, "--layer", "--alignment-layer", dest="alignment_layer", type=int)
+    add_deprecated(m, "--heads", "--alignment-heads", dest="alignment_heads", type=alignment_heads)
+    add_deprecated(m, "--threshold", "--alignment-threshold", dest="alignment_threshold", type=float)
     m.add_argument("--reverse-checkpoint", metavar="CKPT", help="a target->source model for --method bidir")
     m.add_argument("--bidir-base", choices=["attention", "shift"], default="shift", help="each direction's method")
     m.add_argument("--symmetrize", choices=SYMMETRIZATIONS, default="grow-diag-final-and", help="for bidir")
@@ -83,17 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--batch-tokens", type=int, default=4096, metavar="N", help="padded tokens per batch")
     r.add_argument("--chunk-lines", type=int, default=10_000, metavar="N", help="pairs read and aligned at a time")
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    r.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for torch (0 = torch's default)")
+    add_running_flags(r, precision=False)
     r.add_argument("--quiet", "-q", action="store_true", help="no summary or warnings")
     return p
-
-
-def _heads(text: str) -> list[int]:
-    try:
-        return [int(h) for h in text.split(",") if h.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated head numbers, got {text!r}") from None
 
 
 # --------------------------------------------------------------------------------------------- input
@@ -199,21 +200,21 @@ def _load(args: argparse.Namespace):
     forward = ForcedAligner.from_checkpoint(args.checkpoint, **opts)
     reverse = ForcedAligner.from_checkpoint(args.reverse_checkpoint, **opts) if args.reverse_checkpoint else None
     for aligner in (forward, reverse):
-        if aligner is not None and (args.layer is not None or args.heads is not None):
-            aligner.set_alignment(args.layer, _default_heads(aligner, args.layer, args.heads))
+        if aligner is not None and (args.alignment_layer is not None or args.alignment_heads is not None):
+            heads = _default_heads(aligner, args.alignment_layer, args.alignment_heads)
+            aligner.set_alignment(args.alignment_layer, heads)
     return forward, reverse
 
 
 def _default_heads(aligner, layer: int | None, heads: list[int] | None) -> list[int] | None:
-    """--heads, else the checkpoint's heads when --layer is the checkpoint's layer (a guided head), else all."""
+    """--alignment-heads, else the checkpoint's heads when --alignment-layer is its layer (a guided head), else all."""
     if heads is not None or layer is None:
         return heads if heads is not None else aligner.heads
     cfg = aligner.config.model
-    same = (
-        getattr(cfg, "alignment_layer", None) is not None
-        and layer % aligner.num_layers == cfg.alignment_layer % aligner.num_layers
-    )
-    return getattr(cfg, "alignment_heads", None) if same else None
+    if not isinstance(cfg, TransformerConfig):
+        return None
+    same = layer % aligner.num_layers == cfg.alignment_layer % aligner.num_layers
+    return cfg.alignment_heads if same else None
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -241,11 +242,11 @@ def _align(args: argparse.Namespace) -> int:
                     tgt,
                     base=args.bidir_base,
                     symmetrization=args.symmetrize,
-                    threshold=args.threshold,
+                    threshold=args.alignment_threshold,
                     first_line=pairs + 1,
                 )
             else:
-                done = forward.align(src, tgt, method, threshold=args.threshold, first_line=pairs + 1)
+                done = forward.align(src, tgt, method, threshold=args.alignment_threshold, first_line=pairs + 1)
             out.write("".join(format_pharaoh(a.links) + "\n" for a in done).encode("utf-8"))
             out.flush()
             for k, a in enumerate(done):
@@ -263,7 +264,7 @@ def _align(args: argparse.Namespace) -> int:
             "method": method,
             "layer": forward.layer,
             "heads": forward.heads,
-            "threshold": args.threshold,
+            "threshold": args.alignment_threshold,
             "lowercase": args.lowercase,
             "seconds": round(seconds, 3),
             "gold": args.gold,
@@ -305,19 +306,20 @@ def _pick_layer(args: argparse.Namespace) -> int:
         mats = forward.word_matrices(src, tgt, [Method.attention, Method.shift])
         seconds = time.perf_counter() - start
         for method in (Method.attention, Method.shift):
-            hyps = [matrix_to_links(m[method], threshold=args.threshold) for m in mats]
+            hyps = [matrix_to_links(m[method], threshold=args.alignment_threshold) for m in mats]
             result = score(hyps, gold, args.gold)
             rows.append(
                 {"layer": layer, "heads": heads, "method": method.value, "seconds": round(seconds, 3), **result}
             )
     best = min(rows, key=lambda r: r["aer"])
     print(format_table(rows))
-    flags = f"--method {best['method']}" + (f" --layer {best['layer']}" if best["layer"] is not None else "")
-    flags += f" --heads {','.join(map(str, best['heads']))}" if best["heads"] else ""
+    flags = f"--method {best['method']}"
+    flags += f" --alignment-layer {best['layer']}" if best["layer"] is not None else ""
+    flags += f" --alignment-heads {' '.join(map(str, best['heads']))}" if best["heads"] else ""
     print(f"best: {flags}  ({_summary(best)})")
     if args.report:
         report = {"checkpoint": args.checkpoint, "gold": args.gold, "gold_base": args.gold_base}
-        write_report(args.report, {**report, "threshold": args.threshold, "results": rows, "best": best})
+        write_report(args.report, {**report, "threshold": args.alignment_threshold, "results": rows, "best": best})
     return 0
 
 
@@ -376,8 +378,8 @@ def _run(args: argparse.Namespace) -> int:
     for flag, value in (("--batch-tokens", args.batch_tokens), ("--chunk-lines", args.chunk_lines)):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
-    if args.threshold is not None and not 0 < args.threshold <= 1:
-        raise NMTError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.alignment_threshold is not None and not 0 < args.alignment_threshold <= 1:
+        raise NMTError(f"--alignment-threshold must be in (0, 1], got {args.alignment_threshold}")
     if args.pick_layer:
         if not args.gold:
             raise NMTError("--pick-layer needs --gold (the gold links to score every layer against)")

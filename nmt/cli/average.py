@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nmt.cli.common import new_parser, run_cli, setup_logging
 from nmt.errors import NMTError
+
+PROG = "nmt-average"
+EPILOG = "exit status: 0 success, 2 a user error (missing, corrupt or mismatched checkpoints)."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nmt-average", description=__doc__.split("\n")[0].split(": ", 1)[1])
+    parser = new_parser(PROG, __doc__.split("\n")[0].split(": ", 1)[1], EPILOG)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--inputs", nargs="+", metavar="CKPT", help="checkpoint files to average")
     source.add_argument(
@@ -28,20 +32,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(PROG)
+    return run_cli(PROG, lambda: _average(args))
+
+
+def _average(args: argparse.Namespace) -> int:
     from nmt.training.average import average_to_file, last_checkpoints
 
-    try:
-        if args.last:
-            n, run_dir = args.last
-            if not n.isdigit() or int(n) < 1:
-                raise NMTError(f"--last needs a positive number of checkpoints, got {n!r}")
-            inputs = last_checkpoints(run_dir, int(n))
-        else:
-            inputs = args.inputs
-        out = average_to_file(inputs, args.output)
-    except NMTError as e:
-        print(f"nmt-average: error: {e}", file=sys.stderr)
-        return 1
+    if args.last:
+        n, run_dir = args.last
+        if not n.isdigit() or int(n) < 1:
+            raise NMTError(f"--last needs a positive number of checkpoints, got {n!r}")
+        inputs = last_checkpoints(run_dir, int(n))
+    else:
+        inputs = args.inputs
+    out = average_to_file(inputs, args.output)
     print(f"averaged {len(inputs)} checkpoints -> {out}", file=sys.stderr)
     for path in inputs:
         print(f"  {path}", file=sys.stderr)

@@ -1,20 +1,136 @@
-"""Helpers shared by the argparse command-line tools: error reporting, logging, devices, input/output streams."""
+"""Helpers shared by the argparse command-line tools: parsers (``--version``, search flags generated from
+:class:`~nmt.config.SearchConfig`, deprecated spellings), error reporting, logging, devices, input/output streams."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import enum
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from nmt import __version__
+from nmt.config import Precision, SearchConfig
 from nmt.errors import DataError, NMTError
 
 if TYPE_CHECKING:
     import torch
 
 EXIT_USER_ERROR = 2  # like argparse: the user's input was wrong
+
+
+# --------------------------------------------------------------------------------------------- parsers
+def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """An argparse parser with the tools' common layout and ``--version``."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s (nmt) {__version__}")
+    return p
+
+
+SHORT_FLAGS = {"beam_size": ["-b"]}
+
+
+def add_search_flags(group: Any, *, exclude: Sequence[str] = ()) -> list[str]:
+    """One flag per :class:`~nmt.config.SearchConfig` field (``beam_size`` -> ``--beam-size``), typed and
+    documented from the field itself; every default is None, so only what is given overrides the checkpoint's
+    search config.
+
+    Args:
+        group: a parser or argument group.
+        exclude: fields the tool does not offer.
+    Returns:
+        The field names that got a flag (for :func:`search_overrides`).
+    """
+    hints = typing.get_type_hints(SearchConfig)
+    names = []
+    for f in dataclasses.fields(SearchConfig):
+        if f.name in exclude:
+            continue
+        kind = hints[f.name]
+        flags = [f"--{f.name.replace('_', '-')}", *SHORT_FLAGS.get(f.name, [])]
+        options: dict[str, Any] = {"dest": f.name, "default": None, "help": f.metadata.get("help", "")}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            options.update(type=kind, choices=[c.value for c in kind], metavar=f.metadata.get("metavar"))
+        else:
+            options.update(type=kind, metavar=f.metadata.get("metavar", "N"))
+        group.add_argument(*flags, **options)
+        names.append(f.name)
+    return names
+
+
+def add_running_flags(group: Any, *, precision: bool = True) -> None:
+    """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model."""
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    if precision:
+        group.add_argument(
+            "--precision",
+            type=Precision,
+            choices=[p.value for p in Precision],
+            default=Precision.fp32,
+            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32)",
+        )
+    group.add_argument(
+        "--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)"
+    )
+
+
+def search_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The search fields given on the command line, by field name."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def add_deprecated(group: Any, old: str, new: str, **options: Any) -> None:
+    """A hidden old spelling of ``new`` that still works for a release, with a warning when used."""
+
+    class Deprecated(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, *_: Any):
+            print(f"{parser.prog}: warning: {old} is deprecated, use {new}", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    group.add_argument(old, action=Deprecated, help=argparse.SUPPRESS, **options)
+
+
+def alignment_heads(text: str) -> list[int]:
+    """``0,1`` -> [0, 1] (the old comma syntax of nmt-align's --heads)."""
+    try:
+        return [int(h) for h in text.split(",") if h.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated head numbers, got {text!r}") from None
+
+
+def add_alignment_flags(group: Any, *, threshold: bool = True) -> None:
+    """``--alignment-layer``, ``--alignment-heads`` (and ``--alignment-threshold``): which attention becomes word
+    alignments, the same names as the config's ``model.alignment_layer`` / ``alignment_heads``."""
+    group.add_argument(
+        "--alignment-layer",
+        type=int,
+        metavar="L",
+        help="decoder layer whose cross-attention is read, 0-based, negative from the top (default: the "
+        "checkpoint's model.alignment_layer)",
+    )
+    group.add_argument(
+        "--alignment-heads",
+        type=int,
+        nargs="+",
+        metavar="H",
+        help="attention heads averaged, e.g. --alignment-heads 0 1 (default: the checkpoint's, else all)",
+    )
+    if threshold:
+        group.add_argument(
+            "--alignment-threshold",
+            type=float,
+            metavar="W",
+            help="link every source word with at least this weight (default: only the strongest one)",
+        )
 
 
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:

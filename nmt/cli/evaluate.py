@@ -10,14 +10,21 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-from nmt.cli.common import resolve_device, run_cli, setup_logging
-from nmt.errors import DataError, NMTError
+from nmt.cli.common import (
+    add_alignment_flags,
+    add_deprecated,
+    add_running_flags,
+    add_search_flags,
+    new_parser,
+    resolve_device,
+    run_cli,
+    search_overrides,
+    setup_logging,
+)
+from nmt.errors import NMTError
 
 PROG = "nmt-evaluate"
 
@@ -40,107 +47,47 @@ gold alignments (--gold-alignments FILE, "i-j" sure and "ipj" possible links; --
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Evaluate nmt checkpoints: BLEU/chrF with signatures, length buckets, attention dumps, AER.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = new_parser(
+        PROG, "Evaluate nmt checkpoints: BLEU/chrF with signatures, length buckets, attention dumps, AER.", EPILOG
     )
     p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
     p.add_argument("--src", metavar="FILE", help="source sentences (plain or .gz); default: the config's test sets")
     p.add_argument("--ref", metavar="FILE", help="reference translations, line-aligned with --src")
     p.add_argument("--data-dir", metavar="DIR", help="data root for the configured test sets (default $NMT_DATA_DIR)")
     p.add_argument("--output-dir", "-o", metavar="DIR", help="where hypotheses and scores go")
-    p.add_argument("--beam-size", "-b", type=int, metavar="K", help="beam size (default: the checkpoint's)")
-    p.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha")
-    p.add_argument("--max-len-a", type=float, metavar="A", help="output cap = a * source pieces + b")
-    p.add_argument("--max-len-b", type=int, metavar="B", help="output cap = a * source pieces + b")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="source tokens per batch")
-    p.add_argument(
+    s = p.add_argument_group("search (defaults: the checkpoint's search config)")
+    p.set_defaults(search_fields=add_search_flags(s, exclude=NOT_FOR_EVALUATION))
+    add_deprecated(s, "--max-tokens", "--batch-tokens", dest="batch_tokens", type=int, metavar="N")
+    s.add_argument(
         "--max-source-len", type=int, metavar="N", help="truncate longer sources (default: the checkpoint's max_len)"
     )
-    p.add_argument("--tokenize", metavar="TOK", help="sacrebleu BLEU tokenizer: 13a (default), none, intl, char, ...")
-    p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
-    p.add_argument("--dump-dir", metavar="DIR", help="write attention matrices, heatmaps and word alignments here")
-    p.add_argument("--heatmaps", type=int, default=10, metavar="N", help="heatmaps for the first N sentences")
-    p.add_argument("--gold-alignments", metavar="FILE", help="gold Pharaoh links for --src/--ref, for AER")
-    p.add_argument("--gold-base", type=int, choices=[0, 1], default=1, help="index base of the gold file")
-    p.add_argument("--align-layer", type=int, metavar="L", help="decoder layer whose attention is used (Transformer)")
-    p.add_argument("--align-heads", type=int, nargs="+", metavar="H", help="attention heads averaged")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="bf16/fp16: autocast")
-    p.add_argument("--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)")
-    p.add_argument("--quiet", "-q", action="store_true", help="print only the scores")
+    m = p.add_argument_group("scores")
+    m.add_argument("--tokenize", metavar="TOK", help="sacrebleu BLEU tokenizer: 13a (default), none, intl, char, ...")
+    m.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
+    a = p.add_argument_group("attention and alignments")
+    a.add_argument("--dump-dir", metavar="DIR", help="write attention matrices, heatmaps and word alignments here")
+    a.add_argument("--heatmaps", type=int, default=10, metavar="N", help="heatmaps for the first N sentences")
+    a.add_argument("--gold-alignments", metavar="FILE", help="gold Pharaoh links for --src/--ref, for AER")
+    a.add_argument("--gold-base", type=int, choices=[0, 1], default=1, help="index base of the gold file")
+    add_alignment_flags(a, threshold=False)
+    add_deprecated(a, "--align-layer", "--alignment-layer", dest="alignment_layer", type=int)
+    add_deprecated(a, "--align-heads", "--alignment-heads", dest="alignment_heads", type=int, nargs="+")
+    r = p.add_argument_group("running")
+    add_running_flags(r)
+    r.add_argument("--quiet", "-q", action="store_true", help="print only the scores")
     return p
 
 
-def set_name(path: str) -> str:
-    """``test_2016_flickr.de.gz`` -> ``test_2016_flickr``."""
-    return re.sub(r"(\.[A-Za-z]{2,3})?(\.gz)?$", "", Path(path).name) or "test"
-
-
-def load_sets(args: argparse.Namespace, cfg) -> list:
-    from nmt.data.corpus import Parallel, data_root, load_parallel, read_lines
-
-    if (args.src is None) != (args.ref is None):
-        raise NMTError("give both --src and --ref, or neither (then the checkpoint's test sets are used)")
-    if args.src is not None:
-        src, ref = list(read_lines(args.src)), list(read_lines(args.ref))
-        if len(src) != len(ref):
-            raise DataError(f"{args.src} has {len(src)} lines but {args.ref} has {len(ref)}")
-        return [Parallel(set_name(args.src), src, ref, (args.src, args.ref), "")]
-    if cfg.data.hf is not None and cfg.data.hf.path:
-        from nmt.data.corpus import load_hf, open_hf
-
-        root = Path(args.data_dir) if args.data_dir else data_root()
-        dd = open_hf(cfg.data.hf, root)
-        return [
-            load_hf(dd, s, cfg.data.src_lang, cfg.data.tgt_lang, description=cfg.data.hf.path) for s in cfg.data.test
-        ]
-    if not cfg.data.test:
-        raise NMTError("no --src/--ref given, and the checkpoint's config names no test sets (data.test)")
-    root = Path(args.data_dir) if args.data_dir else None
-    return [load_parallel(prefix, cfg.data.src_lang, cfg.data.tgt_lang, root) for prefix in cfg.data.test]
-
-
-def write_text(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
-def dump(translator, translations, name: str, dump_dir: Path, heatmaps: int) -> None:
-    """Attention .npz, Pharaoh alignments and the first heatmaps of one set."""
-    from nmt.analysis.attention import EOS_PIECE, AttentionRecord, plot_heatmap, save_attention
-
-    tok, records = translator.tokenizer, []
-    for t in translations:
-        h = t.hypotheses[0]
-        src = [*tok.src_pieces(t.src_ids), EOS_PIECE]
-        tgt = [*tok.tgt_pieces(h.tokens), EOS_PIECE]
-        records.append(AttentionRecord(t.line - 1, h.attention.numpy(), src, tgt))
-    save_attention(dump_dir / f"{name}.attention.npz", records)
-    write_text(dump_dir / f"{name}.align", [translator.links(t) for t in translations])
-    for r in records[:heatmaps]:
-        plot_heatmap(r, dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png", title=f"{name}, line {r.id + 1}")
-
-
-def gold_aer(translator, translations, refs: list[str], path: str, base: int) -> dict:
-    from nmt.analysis.alignment import aer, read_pharaoh
-
-    gold = read_pharaoh(path, base=base)
-    if len(gold) != len(translations):
-        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(translations)} sentences")
-    same = [i for i, (t, r) in enumerate(zip(translations, refs)) if t.texts[0].split() == r.split() and r.strip()]
-    hyps = [translator.word_alignment(translations[i]) for i in same]
-    result = aer(hyps, [gold[i] for i in same]).as_dict() if same else {"aer": None, "sentences": 0}
-    return {**result, "of": len(gold), "note": "sentences whose output equals the reference word for word"}
+# One best hypothesis per sentence is scored: these search fields do not apply.
+NOT_FOR_EVALUATION = ("nbest", "sampling", "sampling_topk", "sampling_temperature")
 
 
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from nmt.config import to_dict
-    from nmt.evaluate import bleu_by_length, format_buckets, plot_buckets, score
+    from nmt.evaluate import format_buckets, plot_buckets
+    from nmt.report import load_test_sets, report_set, results_document, write_json
     from nmt.translate import Translator
 
     if args.threads > 0:
@@ -148,66 +95,52 @@ def evaluate(args: argparse.Namespace) -> int:
     want_attention = args.dump_dir is not None or args.gold_alignments is not None
     if args.gold_alignments and args.src is None:
         raise NMTError("--gold-alignments needs --src and --ref (the sentence pairs the gold links describe)")
-    overrides = {
-        k: v
-        for k, v in {
-            "beam_size": args.beam_size,
-            "lenpen": args.lenpen,
-            "max_len_a": args.max_len_a,
-            "max_len_b": args.max_len_b,
-            "batch_tokens": args.max_tokens,
-        }.items()
-        if v is not None
-    }
+    overrides = search_overrides(args, args.search_fields)
     translator = Translator.from_checkpoints(
         args.checkpoint,
         device=resolve_device(args.device),
         search={"nbest": 1, "sampling": False, **overrides},
         max_source_len=args.max_source_len,
         need_attention=want_attention,
-        align_layer=args.align_layer,
-        align_heads=args.align_heads,
+        alignment_layer=args.alignment_layer,
+        alignment_heads=args.alignment_heads,
         precision=args.precision,
     )
-    cfg = translator.config
     ckpt = Path(args.checkpoint[0])
     out_dir = Path(args.output_dir) if args.output_dir else ckpt.with_name(ckpt.stem + ".eval")
-    summary = {"checkpoints": args.checkpoint, "search": to_dict(translator.cfg), "sets": []}
-    for data in load_sets(args, cfg):
-        translations = translator.translate(data.src)
-        hyps = [t.texts[0] for t in translations]
-        write_text(out_dir / f"{data.name}.hyp", hyps)
-        scores = score(hyps, data.tgt, tokenize=args.tokenize, lowercase=args.lowercase)
-        buckets = bleu_by_length(data.src, hyps, data.tgt, tokenize=args.tokenize, lowercase=args.lowercase)
-        (out_dir / f"{data.name}.buckets.txt").write_text(format_buckets(buckets) + "\n", encoding="utf-8")
-        plot_buckets(buckets, out_dir / f"{data.name}.buckets.png", title=f"{data.name}: BLEU by source length")
-        entry = {
-            "name": data.name,
-            "files": list(data.files),
-            "sentences": len(hyps),
-            **scores.as_dict(),
-            "buckets": [{**asdict(b), "label": b.label} for b in buckets],
-            "hypotheses": str(out_dir / f"{data.name}.hyp"),
-        }
-        if args.dump_dir:
-            dump(translator, translations, data.name, Path(args.dump_dir), args.heatmaps)
-        if args.gold_alignments:
-            entry["alignment"] = gold_aer(translator, translations, data.tgt, args.gold_alignments, args.gold_base)
-        summary["sets"].append(entry)
-        print(f"{data.name}: BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}  ({len(hyps)} sentences)")
+    reports = []
+    for data in load_test_sets(translator.config, src=args.src, ref=args.ref, data_dir=args.data_dir):
+        report = report_set(
+            translator,
+            data,
+            hypotheses_file=out_dir / f"{data.name}.hyp",
+            relative_to=out_dir,
+            tokenize=args.tokenize,
+            lowercase=args.lowercase,
+            dump_dir=Path(args.dump_dir) if args.dump_dir else None,
+            heatmaps=args.heatmaps,
+            gold=args.gold_alignments,
+            gold_base=args.gold_base,
+        )
+        reports.append(report)
+        buckets = format_buckets(report.buckets)
+        (out_dir / f"{data.name}.buckets.txt").write_text(buckets + "\n", encoding="utf-8")
+        plot_buckets(report.buckets, out_dir / f"{data.name}.buckets.png", title=f"{data.name}: BLEU by source length")
+        scores = report.scores
+        print(f"{data.name}: BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}  ({len(report.hypotheses)} sentences)")
         print(f"  BLEU signature: {scores.bleu_signature}\n  chrF signature: {scores.chrf_signature}")
-        if "alignment" in entry and entry["alignment"]["aer"] is not None:
-            a = entry["alignment"]
+        a = report.alignment
+        if a is not None and a["aer"] is not None:
             print(
                 f"  AER {a['aer']:.4f} (precision {a['precision']:.4f}, recall {a['recall']:.4f}) over "
                 f"{a['sentences']} of {a['of']} sentences (output = reference)"
             )
-        elif "alignment" in entry:
-            print(f"  AER: no sentence of {entry['alignment']['of']} was translated exactly as its reference")
+        elif a is not None:
+            print(f"  AER: no sentence of {a['of']} was translated exactly as its reference")
         if not args.quiet:
-            print("  " + format_buckets(buckets).replace("\n", "\n  "))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            print("  " + buckets.replace("\n", "\n  "))
+    results = results_document(checkpoints=args.checkpoint, search=to_dict(translator.cfg), dev=None, test=reports)
+    write_json(out_dir / "results.json", results)
     if not args.quiet:
         print(f"results: {out_dir / 'results.json'}", file=sys.stderr)
     return 0

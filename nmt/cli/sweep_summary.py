@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from nmt.cli.common import run_cli, setup_logging
+from nmt.cli.common import new_parser, run_cli, setup_logging
 from nmt.errors import NMTError
 from nmt.experiments.summary import SORT_KEYS, collect_jobs, summarize, to_markdown, write_summary
 
@@ -48,12 +48,7 @@ summary.json (every field, with each job's overrides and directory), and the plo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Summarise a sweep of nmt-train jobs (hydra.sweep.dir): a table and plots.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser(PROG, "Summarise a sweep of nmt-train jobs (hydra.sweep.dir): a table and plots.", EPILOG)
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the sweep directory (or one run directory)")
     p.add_argument("--output-dir", "-o", metavar="DIR", help="where summary.* and the plots go (default SWEEP_DIR)")
     p.add_argument("--sort", default="dev_bleu", metavar="KEY", help="row order (default: dev_bleu, best first)")

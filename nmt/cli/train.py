@@ -33,6 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from nmt import __version__
 from nmt.config import (
     DataConfig,
     NMTConfig,
@@ -230,6 +231,9 @@ def _quiet_rank() -> None:
 
 def main() -> None:
     """Console entry point ``nmt-train``."""
+    if "--version" in sys.argv[1:]:  # before Hydra, whose own --version names Hydra's
+        print(f"nmt-train (nmt) {__version__}")
+        return
     if distributed.launched_by_torchrun():
         distributed.init()
         os.environ[RUN_TIME_ENV] = repr(distributed.shared_start_time())

@@ -13,7 +13,19 @@ import contextlib
 import sys
 import time
 
-from nmt.cli.common import open_input, open_output, resolve_device, run_cli, setup_logging
+from nmt.cli.common import (
+    add_alignment_flags,
+    add_deprecated,
+    add_running_flags,
+    add_search_flags,
+    new_parser,
+    open_input,
+    open_output,
+    resolve_device,
+    run_cli,
+    search_overrides,
+    setup_logging,
+)
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -38,46 +50,29 @@ search:
 alignments (--alignments FILE):
   One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
   tokens of the source line and of the output. They come from the cross-attention of the best hypothesis
-  (--align-layer / --align-heads): the EOS row and the source EOS column are dropped and rows renormalised;
+  (--alignment-layer / --alignment-heads): the EOS row and the source EOS column are dropped and rows renormalised;
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
-  the source word with the largest weight (or to all with at least --align-threshold).
+  the source word with the largest weight (or to all with at least --alignment-threshold).
 
 exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Translate text with nmt checkpoints (stdin to stdout by default).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser(PROG, "Translate text with nmt checkpoints (stdin to stdout by default).", EPILOG)
     p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
     p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
     s = p.add_argument_group("search (defaults: the checkpoint's search config)")
-    s.add_argument("--beam-size", "-b", type=int, metavar="K", help="beam size; 1 = greedy")
-    s.add_argument(
-        "--nbest", type=int, metavar="N", help="hypotheses written per input line (tab-separated format below)"
-    )
-    s.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha; 0 = raw log-probability")
-    s.add_argument("--max-len-a", type=float, metavar="A", help="output cap = a * source pieces + b")
-    s.add_argument("--max-len-b", type=int, metavar="B", help="output cap = a * source pieces + b")
-    s.add_argument("--max-tokens", type=int, metavar="N", help="source tokens per batch (default from the checkpoint)")
-    s.add_argument("--sampling", action="store_true", help="sample outputs instead of searching (beam size 1)")
-    s.add_argument("--sampling-topk", type=int, metavar="K", help="sample among the k most probable pieces (0 = all)")
-    s.add_argument(
-        "--sampling-temperature", type=float, metavar="T", help="divide log-probabilities by this before sampling"
-    )
+    p.set_defaults(search_fields=add_search_flags(s))
     s.add_argument("--seed", type=int, metavar="N", default=1, help="random seed for --sampling (default: 1)")
+    add_deprecated(s, "--max-tokens", "--batch-tokens", dest="batch_tokens", type=int, metavar="N")
     a = p.add_argument_group("alignments")
     a.add_argument("--alignments", metavar="FILE", help="write Pharaoh word alignments here")
-    a.add_argument("--align-layer", type=int, metavar="L", help="decoder layer whose attention is used (Transformer)")
-    a.add_argument("--align-heads", type=int, nargs="+", metavar="H", help="attention heads averaged (default: all)")
-    a.add_argument(
-        "--align-threshold", type=float, metavar="W", help="link every source word with at least this weight"
-    )
+    add_alignment_flags(a)
+    add_deprecated(a, "--align-layer", "--alignment-layer", dest="alignment_layer", type=int)
+    add_deprecated(a, "--align-heads", "--alignment-heads", dest="alignment_heads", type=int, nargs="+")
+    add_deprecated(a, "--align-threshold", "--alignment-threshold", dest="alignment_threshold", type=float)
     r = p.add_argument_group("input and running")
     r.add_argument(
         "--max-source-len", type=int, metavar="N", help="truncate longer sources (default: the checkpoint's max_len)"
@@ -86,30 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
     )
-    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    r.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="bf16/fp16: run the model under autocast"
-    )
-    r.add_argument("--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)")
+    add_running_flags(r)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     return p
 
 
-def search_overrides(args: argparse.Namespace) -> dict:
-    """The search fields given on the command line (the rest come from the checkpoint)."""
-    names = {
-        "beam_size": args.beam_size,
-        "nbest": args.nbest,
-        "lenpen": args.lenpen,
-        "max_len_a": args.max_len_a,
-        "max_len_b": args.max_len_b,
-        "batch_tokens": args.max_tokens,
-        "sampling_topk": args.sampling_topk,
-        "sampling_temperature": args.sampling_temperature,
-    }
-    out = {k: v for k, v in names.items() if v is not None}
-    if args.sampling:
-        out["sampling"] = True
+def overrides(args: argparse.Namespace) -> dict:
+    """The search fields given on the command line (the rest come from the checkpoint); ``--sampling`` implies
+    beam size 1 unless one is given."""
+    out = search_overrides(args, args.search_fields)
+    if out.get("sampling"):
         out.setdefault("beam_size", 1)
     return out
 
@@ -129,11 +110,11 @@ def _translate(args: argparse.Namespace) -> int:
     translator = Translator.from_checkpoints(
         args.checkpoint,
         device=device,
-        search=search_overrides(args),
+        search=overrides(args),
         max_source_len=args.max_source_len,
         need_attention=args.alignments is not None,
-        align_layer=args.align_layer,
-        align_heads=args.align_heads,
+        alignment_layer=args.alignment_layer,
+        alignment_heads=args.alignment_heads,
         seed=args.seed,
         precision=args.precision,
     )
@@ -153,7 +134,7 @@ def _translate(args: argparse.Namespace) -> int:
         for t in translator.stream(lines, chunk_lines=args.chunk_lines):
             out.write(format_translation(t, nbest).encode("utf-8"))
             if align is not None:
-                align.write((translator.links(t, threshold=args.align_threshold) + "\n").encode("utf-8"))
+                align.write((translator.links(t, threshold=args.alignment_threshold) + "\n").encode("utf-8"))
             if progress is not None:
                 progress.update(1)
             if t.line % args.chunk_lines == 0:  # the end of a chunk: let downstream see it

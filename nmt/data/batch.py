@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
+
 
 @dataclass
 class Batch:
@@ -43,9 +45,6 @@ class Batch:
 
     def __len__(self) -> int:
         return self.src.size(0)
-
-
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # fixed when the SentencePiece model is trained
 
 
 def _move(t: Tensor | None, device: torch.device | str, non_blocking: bool) -> Tensor | None:

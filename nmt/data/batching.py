@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from nmt.config import ConfigError
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, Batch, collate
+from nmt.data.batch import Batch, collate
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,35 @@ def _pad(values: np.ndarray, lengths: np.ndarray, *, shift: int, eos: bool) -> n
     if eos:
         out[np.arange(len(lengths)), lengths] = EOS_ID
     return out
+
+
+def length_batches(lengths: list[int], budget: int, *, longest_first: bool = True) -> list[list[int]]:
+    """Indices grouped by length so that ``sentences x (longest length + 1) <= budget`` padded tokens per batch.
+
+    The one batcher of decoding, validation and forced alignment (training has :class:`TokenBatchSampler`). The
+    +1 is the EOS every sequence gets. Sorting is stable (equal lengths keep input order); ``longest_first``
+    puts the longest batch first, so a run that will not fit in memory fails at once. A sequence longer than the
+    budget gets a batch of its own.
+
+    Args:
+        lengths: per example its length in pieces (without specials), e.g. the longer side of a pair.
+        budget: padded tokens per batch.
+        longest_first: descending length order (else ascending).
+    """
+    order = sorted(range(len(lengths)), key=(lambda i: -lengths[i]) if longest_first else (lambda i: lengths[i]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        size = lengths[i] + 1
+        if current and (len(current) + 1) * max(longest, size) > budget:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class TokenBatchSampler:

@@ -1,7 +1,7 @@
 """SentencePiece subword models: trained on the training corpus in memory, stored as bytes in checkpoints.
 
 One joint model covers both languages (so a Transformer can tie all its embeddings), or two models (source,
-target) keep separate vocabularies. Ids 0..3 are always pad/unk/bos/eos (``nmt.data.batch``); the model *is*
+target) keep separate vocabularies. Ids 0..3 are always pad/unk/bos/eos (``nmt.specials``); the model *is*
 the vocabulary. Encoded id lists never contain those specials: ``collate`` adds BOS/EOS.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt.config import ConfigError, TokenizerConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.errors import CheckpointError, DataError
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 

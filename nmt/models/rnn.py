@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.config import AttentionType, Cell, RNNConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID
 from nmt.models.attention import BahdanauAttention, LuongAttention
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
 from nmt.models.dropout import Dropout
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 
 def _cast_once(x: Tensor) -> Tensor:

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ConfigError, Norm, Positions, TransformerConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID
 from nmt.errors import DataError
 from nmt.models.attention import attend_mask, dot_product_attention
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
 from nmt.models.dropout import Dropout
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 
 def sinusoids(positions: Tensor, dim: int) -> Tensor:

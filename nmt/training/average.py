@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.errors import CheckpointError
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 

@@ -9,6 +9,7 @@ stay on the CPU and travel over gloo, gradients on GPUs over NCCL.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -92,3 +93,12 @@ def gather_objects(obj: Any) -> list[Any]:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer, in state-dict order (ranks must agree bit for bit)."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

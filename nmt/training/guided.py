@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nmt.analysis.alignment import WORD_START
 from nmt.config import DataConfig, NMTConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, Batch
+from nmt.data.batch import Batch
 from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
 from nmt.errors import DataError
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID, WORD_START
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nmt.data.batch import PAD_ID
+from nmt.specials import PAD_ID
 
 _CPU_BLOCK = 1 << 18  # elements per block of rows on the CPU (1 MiB of float32)
 

@@ -120,6 +120,66 @@ class Progress:
             self.bar.close()
 
 
+class Window:
+    """Figures summed over the updates since the last log line."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self.loss = math.nan
+        self.align_loss: float | None = None
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.seconds = self.tokens = self.real = self.padded = self.loss_sum = self.nll_sum = self.finite_tokens = 0.0
+        self.align_sum = self.align_rows = 0.0  # guided alignment: loss summed over supervised attention rows
+        self.grad_norm = math.nan
+
+    def add(self, f: dict[str, float], seconds: float) -> None:
+        self.steps += 1
+        self.seconds += seconds
+        self.tokens += f["tokens"]
+        self.real += f["real"]
+        self.padded += f["padded"]
+        self.grad_norm = f["grad_norm"]
+        self.lr = f["lr"]
+        self.loss = f["loss"]
+        self.align_loss = f.get("align_loss")
+        if math.isfinite(f["loss"]):
+            self.loss_sum += f["loss"] * f["tokens"]
+            self.nll_sum += f["nll"] * f["tokens"]
+            self.finite_tokens += f["tokens"]
+        if "align_rows" in f and math.isfinite(f["align_loss"]):
+            self.align_sum += f["align_loss"] * f["align_rows"]
+            self.align_rows += f["align_rows"]
+
+    def brief(self) -> dict[str, Any]:
+        """The figures of the progress bar."""
+        rate = self.tokens / max(self.seconds, 1e-9)
+        align = {} if self.align_loss is None else {"align_loss": self.align_loss}
+        return {"loss": self.loss, **align, "lr": self.lr, "tok/s": rate, "pad eff": self.real / max(self.padded, 1.0)}
+
+    def record(
+        self, *, flops_per_token: float, peak_flops: float, world_size: int, epoch: int, tgt_tokens: int
+    ) -> dict[str, Any]:
+        """The figures of one ``metrics.jsonl`` record: means over the window, throughput and its FLOP share."""
+        loss = self.loss_sum / max(self.finite_tokens, 1.0)
+        nll = self.nll_sum / max(self.finite_tokens, 1.0)
+        rate = self.tokens / max(self.seconds, 1e-9)
+        return {
+            "loss": loss,
+            "nll": nll,
+            "ppl": math.exp(min(nll, 50.0)),
+            "lr": self.lr,
+            "grad_norm": self.grad_norm,
+            "tokens_per_s": rate,
+            "flops_share": flops_per_token * rate / (peak_flops * world_size),
+            "padding_efficiency": self.real / max(self.padded, 1.0),
+            "epoch": epoch,
+            "tgt_tokens": tgt_tokens,
+            **({"align_loss": self.align_sum / self.align_rows} if self.align_rows else {}),
+        }
+
+
 def _fmt(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():

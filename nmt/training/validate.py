@@ -1,7 +1,8 @@
-"""Validation and testing: dev loss, BLEU/chrF of decoded text, attention heatmaps, and the final test report.
+"""Validation during training: dev loss, BLEU/chrF of decoded text, attention heatmaps.
 
-Scores are always computed on detokenized strings through :mod:`nmt.evaluate` (sacrebleu, with signatures), using
-the same prediction path as ``nmt-translate``.
+Decoding goes through search's one batched path (:func:`nmt.search.translate_ids`, via
+:func:`nmt.translate.translate_texts`) and scores are computed on detokenized strings by :mod:`nmt.evaluate`
+(sacrebleu, with signatures). The final test-set report is :mod:`nmt.report`'s.
 """
 
 from __future__ import annotations
@@ -10,48 +11,40 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from nmt.config import SearchConfig
 from nmt.data.batch import collate
+from nmt.data.batching import length_batches
 from nmt.data.prepare import EvalSet
 from nmt.data.tokenizer import Tokenizer
+from nmt.evaluate import Scores, score
 from nmt.models.base import Seq2Seq
+from nmt.specials import EOS_PIECE
 from nmt.training.loss import label_smoothed_nll
+from nmt.training.metrics import MetricsWriter, attention_figure
+from nmt.translate import translate_texts
 
 
 @dataclass
 class DevResult:
-    loss: float  # label-smoothed loss per target token
-    nll: float  # negative log-likelihood per target token
+    """Dev loss per target token (label-smoothed and plain NLL), perplexity, scores and the hypotheses."""
+
+    loss: float
+    nll: float
     ppl: float
-    bleu: float
-    chrf: float
-    bleu_signature: str
-    chrf_signature: str
+    scores: Scores
     hypotheses: list[str]
 
+    @property
+    def bleu(self) -> float:
+        return self.scores.bleu
+
     def record(self) -> dict[str, Any]:
-        """The JSON-able figures (no hypotheses)."""
-        return {k: v for k, v in self.__dict__.items() if k != "hypotheses"}
-
-
-def length_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches of at most ``batch_tokens`` padded tokens, sorted by length (little padding)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) + 1) * (lengths[i] + 1) > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+        """The JSON-able figures (no hypotheses): loss, nll, ppl, bleu, chrf and the signatures."""
+        return {"loss": self.loss, "nll": self.nll, "ppl": self.ppl, **self.scores.as_dict()}
 
 
 @torch.no_grad()
@@ -69,7 +62,7 @@ def dev_loss(
     lengths = [max(len(s), len(t)) for s, t in zip(data.src_ids, data.tgt_ids)]
     loss_sum = nll_sum = 0.0
     n_tokens = 0
-    for idx in length_batches(lengths, batch_tokens):
+    for idx in length_batches(lengths, batch_tokens, longest_first=False):
         batch = collate([data.src_ids[i] for i in idx], [data.tgt_ids[i] for i in idx], idx).to(device)
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(batch.src, batch.src_lengths, batch.tgt_in)
@@ -79,17 +72,6 @@ def dev_loss(
         n_tokens += int(n)
     n_tokens = max(n_tokens, 1)
     return loss_sum / n_tokens, nll_sum / n_tokens
-
-
-def translate_and_score(
-    model: Seq2Seq, tokenizer: Tokenizer, data: EvalSet, search: SearchConfig, *, device: torch.device
-) -> tuple[list[str], Any]:
-    """Decode ``data``'s sources and score them against its references (detokenized, sacrebleu)."""
-    from nmt.evaluate import score, translate_texts
-
-    model.eval()
-    hyps = translate_texts(model, tokenizer, data.src_texts, search, device=device)
-    return hyps, score(hyps, data.tgt_texts)
 
 
 def validate(
@@ -107,16 +89,9 @@ def validate(
     """Dev loss/perplexity and BLEU/chrF of ``beam_size`` decoding (1 = greedy)."""
     loss, nll = dev_loss(model, data, batch_tokens=batch_tokens, smoothing=smoothing, device=device, autocast=autocast)
     dev_search = replace(search, beam_size=beam_size, nbest=1, sampling=False)
-    hyps, scores = translate_and_score(model, tokenizer, data, dev_search, device=device)
+    hyps = translate_texts(model, tokenizer, data.src_texts, dev_search, device=device)
     return DevResult(
-        loss=loss,
-        nll=nll,
-        ppl=math.exp(min(nll, 50.0)),
-        bleu=float(scores.bleu),
-        chrf=float(scores.chrf),
-        bleu_signature=str(scores.bleu_signature),
-        chrf_signature=str(scores.chrf_signature),
-        hypotheses=hyps,
+        loss=loss, nll=nll, ppl=math.exp(min(nll, 50.0)), scores=score(hyps, data.tgt_texts), hypotheses=hyps
     )
 
 
@@ -137,12 +112,26 @@ def attention_maps(
         _, attention = model.decode(batch.tgt_in, model.encode(batch.src, batch.src_lengths), need_attention=True)
         if attention is None:  # a model without attention (rnn_none) has nothing to draw
             return []
-        src = [*tokenizer.src_pieces(data.src_ids[i]), "</s>"]
-        tgt = [*tokenizer.tgt_pieces(data.tgt_ids[i]), "</s>"]
+        src = [*tokenizer.src_pieces(data.src_ids[i]), EOS_PIECE]
+        tgt = [*tokenizer.tgt_pieces(data.tgt_ids[i]), EOS_PIECE]
         out.append((attention[0].float().cpu(), src, tgt))
     return out
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+def draw_heatmaps(
+    metrics: MetricsWriter,
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    data: EvalSet,
+    n: int,
+    *,
+    step: int,
+    device: torch.device,
+) -> None:
+    """TensorBoard images of the teacher-forced attention of the first ``n`` dev sentences."""
+    if n <= 0:
+        return
+    for i, (weights, src, tgt) in enumerate(attention_maps(model, tokenizer, data, n, device=device)):
+        metrics.figure(
+            f"attention/dev_{i}", attention_figure(weights, src, tgt, f"dev sentence {i}, step {step}"), step
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def tiny_rnn() -> RNNConfig:
     return RNNConfig(embed_dim=32, hidden_dim=48, dropout=0.0)
 
 
+def tiny_overrides(model: str) -> list[str]:
+    """The tiny shapes above as ``nmt-train`` overrides (``model=transformer`` or any ``rnn_*`` preset); dropout
+    stays the preset's, so training runs still draw random numbers (exact-resume tests need that)."""
+    tiny, default = (tiny_transformer(), TransformerConfig()) if model == "transformer" else (tiny_rnn(), RNNConfig())
+    return [
+        f"model.{f.name}={getattr(tiny, f.name)}"
+        for f in dataclasses.fields(tiny)
+        if f.name != "dropout" and getattr(tiny, f.name) != getattr(default, f.name)
+    ]
+
+
 def tiny_config(model, *, vocab_size: int = 500) -> NMTConfig:
     data = DataConfig(train="multi30k/train", valid="multi30k/val", test=["multi30k/test_2016_flickr"], max_len=MAX_LEN)
     search = SearchConfig(beam_size=3, max_len_a=1.2, max_len_b=5, batch_tokens=512)
@@ -40,8 +52,8 @@ def tiny_config(model, *, vocab_size: int = 500) -> NMTConfig:
 
 def make_checkpoint(path: Path, cfg: NMTConfig, tokenizer, *, seed: int = 0) -> Path:
     """A step-0 checkpoint of a freshly initialised model (what load_for_inference reads)."""
+    from nmt.checkpoint import save_checkpoint
     from nmt.models import build_model
-    from nmt.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     model = build_model(cfg.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size)

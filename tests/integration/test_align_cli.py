@@ -138,7 +138,7 @@ def test_pick_layer_scores_every_layer_and_head_and_names_the_best(tiny_checkpoi
     assert r["best"]["aer"] == min(x["aer"] for x in r["results"])
     out = capsys.readouterr().out
     assert sum(line.startswith("| ") for line in out.splitlines()) == 13  # header + 12 rows
-    assert f"best: --method {r['best']['method']} --layer {r['best']['layer']}" in out
+    assert f"best: --method {r['best']['method']} --alignment-layer {r['best']['layer']}" in out
 
 
 def test_bidir_and_guided_defaults(tiny_checkpoint, tiny_tokenizer, pairs, tmp_path):
@@ -159,7 +159,10 @@ def test_bidir_and_guided_defaults(tiny_checkpoint, tiny_tokenizer, pairs, tmp_p
     assert main(["-c", str(guided), *base, "-o", str(tmp_path / "g.align"), "--report", str(report), "-q"]) == 0
     r = json.loads(report.read_text())
     assert (r["method"], r["layer"], r["heads"]) == ("attention", 0, [0])
-    assert main(["-c", str(guided), *base, "--layer", "1", "--report", str(report), "-q", "-o", "/dev/null"]) == 0
+    assert (
+        main(["-c", str(guided), *base, "--alignment-layer", "1", "--report", str(report), "-q", "-o", "/dev/null"])
+        == 0
+    )
     assert json.loads(report.read_text())["heads"] is None  # another layer: all heads
     # Trained on the receiving steps (train.alignment.shift): read with shift by default.
     shifted = dataclasses.replace(train, alignment=dataclasses.replace(train.alignment, shift=True))

@@ -12,9 +12,9 @@ import pytest
 from integration_helpers import BIN, MAX_LEN, read_gz
 
 from nmt.analysis.attention import load_attention
+from nmt.checkpoint import load_checkpoint
 from nmt.cli.evaluate import main
 from nmt.data.tokenizer import Tokenizer
-from nmt.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,7 +36,7 @@ def test_configured_test_sets_through_the_console_script(tiny_checkpoint, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "test_2016_flickr: BLEU" in proc.stdout and "BLEU signature: nrefs:1|case:mixed" in proc.stdout
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    (entry,) = summary["sets"]
+    (entry,) = summary["test"]
     assert entry["name"] == "test_2016_flickr" and entry["sentences"] == 100
     assert entry["bleu_signature"].startswith("nrefs:1") and "chrf_signature" in entry
     assert 0.0 <= entry["bleu"] <= 100.0 and summary["search"]["beam_size"] == 2
@@ -88,7 +88,7 @@ def test_gold_alignments_give_aer(tiny_checkpoint, tmp_path, m30k_slice, capsys)
     (tmp_path / "gold.talp").write_text("\n".join(own) + "\n", encoding="utf-8")
     gold = ["--gold-alignments", str(tmp_path / "gold.talp"), "--gold-base", "1"]
     assert main([*argv, "--ref", str(out / "t.hyp"), "-o", str(tmp_path / "e2"), *gold]) == 0
-    (entry,) = json.loads((tmp_path / "e2" / "results.json").read_text(encoding="utf-8"))["sets"]
+    (entry,) = json.loads((tmp_path / "e2" / "results.json").read_text(encoding="utf-8"))["test"]
     assert entry["bleu"] == pytest.approx(100.0)
     assert entry["alignment"]["sentences"] == 10 and entry["alignment"]["of"] == 10
     assert entry["alignment"]["aer"] == 0.0 and entry["alignment"]["precision"] == 1.0
@@ -103,7 +103,7 @@ def test_real_gold_file_and_user_errors(tiny_checkpoint, tmp_path, data_root, ca
         talp.write_text("".join(next(f) for _ in range(6)), encoding="utf-8")
     argv = ["-c", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref), "-o", str(tmp_path / "e"), "-q"]
     assert main([*argv, "--gold-alignments", str(talp)]) == 0
-    (entry,) = json.loads((tmp_path / "e" / "results.json").read_text(encoding="utf-8"))["sets"]
+    (entry,) = json.loads((tmp_path / "e" / "results.json").read_text(encoding="utf-8"))["test"]
     assert entry["alignment"]["of"] == 6  # a random model matches no reference, so no AER: said, not faked
     capsys.readouterr()
     assert main([*argv, "--gold-alignments", str(gold_dir / "deen.talp.gz")]) == 2

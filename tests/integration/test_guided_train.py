@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 from corpus_io import read_gz_lines, write_lines
-from integration_helpers import BIN, REPO
+from integration_helpers import BIN, REPO, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.checkpoint import load_checkpoint, load_for_inference
 from nmt.config import AlignmentLossConfig, DataConfig, NMTConfig, TrainConfig, TransformerConfig
 from nmt.data.batch import collate
 from nmt.errors import DataError
 from nmt.training import guided
-from nmt.training.checkpoint import load_checkpoint, load_for_inference
 
 TRAIN_PAIRS, VALID_PAIRS = 400, 30
-TINY = ["model.d_model=32", "model.ffn_dim=64", "model.heads=2", "model.encoder_layers=1", "model.decoder_layers=2"]
+TINY = tiny_overrides("transformer")
 
 
 def zero_based_sure(line: str) -> str:

@@ -14,18 +14,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from integration_helpers import BIN
+from integration_helpers import BIN, tiny_overrides
 
 from nmt.cli.train import FAILED_JOB_VALUE, sweep_job
 from nmt.errors import NMTError
 from nmt.experiments import jobs
 
 TINY = [
-    "model.d_model=32",
-    "model.ffn_dim=64",
-    "model.heads=2",
-    "model.encoder_layers=1",
-    "model.decoder_layers=2",
+    *tiny_overrides("transformer"),
     "tokenizer.vocab_size=500",
     "train.max_steps=4",
     "train.eval_every=2",

@@ -17,18 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from integration_helpers import BIN
+from integration_helpers import BIN, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.checkpoint import load_checkpoint, load_for_inference
 from nmt.experiments.jobs import Status, read_job
-from nmt.training.checkpoint import load_checkpoint, load_for_inference
 
-TINY_MODELS = {
-    "transformer": ["model.d_model=32", "model.ffn_dim=64", "model.heads=2", "model.encoder_layers=1",
-                    "model.decoder_layers=2"],
-    "rnn_bahdanau": ["model.embed_dim=32", "model.hidden_dim=48"],
-    "rnn_luong": ["model.embed_dim=32", "model.hidden_dim=48"],
-}  # fmt: skip
+TINY_MODELS = {name: tiny_overrides(name) for name in ("transformer", "rnn_bahdanau", "rnn_luong")}
 
 
 def command(run_dir: Path, cache: Path, model: str, *overrides: str) -> list[str]:

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from integration_helpers import BIN
+from integration_helpers import BIN, tiny_overrides
 
-from nmt.training.checkpoint import load_checkpoint
+from nmt.checkpoint import load_checkpoint
 
 TINY = [
     "name=ddp",
-    "model.d_model=32",
-    "model.ffn_dim=64",
-    "model.heads=2",
-    "model.encoder_layers=1",
-    "model.decoder_layers=2",
+    *tiny_overrides("transformer"),
     "tokenizer.vocab_size=500",
     "train.device=cpu",
     "train.eval_every=4",

@@ -121,7 +121,7 @@ def test_alignments_are_pharaoh_lines_with_indices_in_range(tmp_path, tiny_check
     src, out, align = tmp_path / "in.de", tmp_path / "out.en", tmp_path / "out.align"
     src.write_text("\n".join(source_lines) + "\n", encoding="utf-8")
     argv = ["-c", str(tiny_checkpoint), "-i", str(src), "-o", str(out), "--alignments", str(align), "-q"]
-    assert main([*argv, "--align-layer", "0", "--align-heads", "1"]) == 0
+    assert main([*argv, "--alignment-layer", "0", "--alignment-heads", "1"]) == 0
     hyps = out.read_text(encoding="utf-8").split("\n")[:-1]
     links = align.read_text(encoding="utf-8").split("\n")[:-1]
     assert len(links) == len(hyps) == len(source_lines)
@@ -156,7 +156,7 @@ def test_ensembles_need_one_vocabulary(tmp_path, tiny_checkpoint, tiny_rnn_check
         (["--checkpoint", "/nonexistent/model.pt"], "checkpoint not found"),
         (["--beam-size", "2", "--nbest", "3"], "nbest (3) must be between 1 and beam_size (2)"),
         (["--input", "/nonexistent/in.de"], "cannot read /nonexistent/in.de"),
-        (["--align-layer", "5", "--alignments", "/dev/null"], "alignment layer 5 is out of range"),
+        (["--alignment-layer", "5", "--alignments", "/dev/null"], "alignment layer 5 is out of range"),
         pytest.param(
             ["--device", "cuda:0"],
             "CUDA",

@@ -11,7 +11,7 @@ import torch
 
 from nmt.config import ConfigError, DataConfig, TokenizerConfig
 from nmt.data.batch import Batch, collate
-from nmt.data.batching import TokenBatchSampler, TrainLoader, collate_flat
+from nmt.data.batching import TokenBatchSampler, TrainLoader, collate_flat, length_batches
 from nmt.data.prepare import TrainData, prepare_data
 
 
@@ -133,3 +133,17 @@ def test_collate_flat_equals_collate(train: TrainData) -> None:
         np.array(idx),
     )
     assert _same(flat, collate(src, tgt, idx))
+
+
+def test_length_batches_fill_a_token_budget_longest_first():
+    lengths = [5, 1, 9, 9, 3, 0, 7]
+    batches = length_batches(lengths, 20)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    for b in batches:
+        assert len(b) == 1 or len(b) * (max(lengths[i] for i in b) + 1) <= 20
+    assert batches[0] == [2, 3]  # longest first, stable among equals
+    assert length_batches([50], 8) == [[0]]  # too long for the budget: alone
+
+
+    ascending = length_batches(lengths, 20, longest_first=False)
+    assert ascending[0] == [5, 1, 4] and sorted(i for b in ascending for i in b) == list(range(7))

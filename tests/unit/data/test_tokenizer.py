@@ -11,7 +11,7 @@ import torch
 from corpus_io import read_gz_lines
 
 from nmt.config import ConfigError, TokenizerConfig, TokenizerType
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
 

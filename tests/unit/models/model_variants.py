@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from nmt.config import AttentionType, Cell, LuongScore, Norm, Positions, RNNConfig, TransformerConfig
-from nmt.data.batch import BOS_ID, EOS_ID
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
+from nmt.specials import BOS_ID, EOS_ID
 
 
 def rnn(attention: str, **kw: object) -> RNNConfig:

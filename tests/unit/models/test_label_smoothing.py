@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.data.batch import PAD_ID
+from nmt.specials import PAD_ID
 from nmt.training.loss import label_smoothed_nll
 
 

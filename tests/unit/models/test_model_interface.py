@@ -7,9 +7,9 @@ import torch
 from model_variants import ATTENTIVE, VARIANTS, VOCAB, make, rnn, transformer
 
 from nmt.config import AttentionType, Cell, ConfigError, RNNConfig, TransformerConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID
 from nmt.models import RNNSeq2Seq, Transformer, build_model
 from nmt.models.base import reorder
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 ALL = list(VARIANTS)
 

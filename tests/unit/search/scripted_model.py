@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from nmt.data.batch import BOS_ID, EOS_ID, collate
+from nmt.data.batch import collate
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
+from nmt.specials import BOS_ID, EOS_ID
 
 # Vocabulary of the fake: 0-3 specials, then four "words".
 A, B, C, D = 4, 5, 6, 7

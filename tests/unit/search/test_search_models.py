@@ -9,10 +9,11 @@ import torch
 
 from nmt import search as search_module
 from nmt.config import AttentionType, LuongScore, RNNConfig, SearchConfig, TransformerConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, collate
+from nmt.data.batch import collate
 from nmt.models import build_model
 from nmt.models.ensemble import Ensemble
 from nmt.search import beam_search, greedy_search, length_penalty, search
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

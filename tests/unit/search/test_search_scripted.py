@@ -10,8 +10,8 @@ import torch
 from scripted_model import A, B, C, D, ScriptedModel, src_batch
 
 from nmt.config import SearchConfig
-from nmt.data.batch import BOS_ID, EOS_ID
 from nmt.search import beam_search, length_penalty, max_output_lengths, search
+from nmt.specials import BOS_ID, EOS_ID
 
 EOS = EOS_ID
 

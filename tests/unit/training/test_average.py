@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.cli.average import main
 from nmt.errors import CheckpointError
 from nmt.training.average import average_checkpoints, last_checkpoints
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def write(path, step: int, weight: torch.Tensor, **extra) -> None:
@@ -49,7 +49,7 @@ def test_mismatched_models_and_missing_files_are_clear_errors(tmp_path, capsys):
     with pytest.raises(CheckpointError, match=r"no step_N\.pt checkpoints"):
         last_checkpoints(tmp_path, 2)
     assert (
-        main(["--inputs", str(tmp_path / "a.pt"), str(tmp_path / "nope.pt"), "--output", str(tmp_path / "o.pt")]) == 1
+        main(["--inputs", str(tmp_path / "a.pt"), str(tmp_path / "nope.pt"), "--output", str(tmp_path / "o.pt")]) == 2
     )
     err = capsys.readouterr().err
     assert "nope.pt" in err and "Traceback" not in err

@@ -13,8 +13,9 @@ from corpus_io import read_gz_lines, write_lines
 
 from nmt.analysis.alignment import word_ids
 from nmt.config import AlignmentLossConfig, ConfigError, NMTConfig, RNNConfig, TrainConfig, TransformerConfig
-from nmt.data.batch import EOS_ID, Batch, collate
+from nmt.data.batch import Batch, collate
 from nmt.errors import DataError
+from nmt.specials import EOS_ID
 from nmt.training.guided import (
     EPS,
     CorpusAlignment,

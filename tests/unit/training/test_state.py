@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+from nmt.checkpoint import load_checkpoint, save_checkpoint
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import nmt.training.trainer as trainer_module
+import nmt.training.update as update_module
 from nmt.config import DataConfig, NMTConfig, SearchConfig, TokenizerConfig, TrainConfig, TransformerConfig
-from nmt.training.trainer import Trainer, TrainingError
+from nmt.training.trainer import Trainer
+from nmt.training.update import TrainingError
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,12 @@ def trainer(m30k_slice: Path, tmp_path_factory) -> Trainer:
 
 
 def snapshot(t: Trainer) -> tuple[dict, dict]:
-    return copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.optimizer.state_dict())
+    return copy.deepcopy(t.model.state_dict()), copy.deepcopy(t.updater.optimizer.state_dict())
 
 
 def restore(t: Trainer, snap: tuple[dict, dict]) -> None:
     t.model.load_state_dict(snap[0])
-    t.optimizer.load_state_dict(snap[1])
+    t.updater.optimizer.load_state_dict(snap[1])
 
 
 def test_accumulated_batches_update_like_one_batch_of_all_their_examples(trainer, monkeypatch):
@@ -46,7 +47,7 @@ def test_accumulated_batches_update_like_one_batch_of_all_their_examples(trainer
     first, second = list(range(0, 12)), list(range(100, 130))  # different sizes: normalisation must be per token
     # Plain SGD: the update is lr x gradient, so comparing weights compares gradients (Adam's first step is
     # lr x sign(gradient), blind to the scale and noisy on gradients that are zero in theory, like key biases).
-    monkeypatch.setattr(trainer, "optimizer", torch.optim.SGD(trainer.model.parameters(), lr=1.0))
+    monkeypatch.setattr(trainer.updater, "optimizer", torch.optim.SGD(trainer.model.parameters(), lr=1.0))
     snap = snapshot(trainer)
     accumulated = trainer.step([data.batch(first), data.batch(second)])
     weights = copy.deepcopy(trainer.model.state_dict())
@@ -63,13 +64,13 @@ def test_accumulated_batches_update_like_one_batch_of_all_their_examples(trainer
 def test_non_finite_losses_skip_the_update_and_too_many_in_a_row_stop_training(trainer, monkeypatch, caplog):
     batches = iter(trainer.loader)
     snap = snapshot(trainer)
-    real = trainer_module.label_smoothed_nll
+    real = update_module.label_smoothed_nll
 
     def poisoned(logits, target, **kw):
         loss, nll, n = real(logits, target, **kw)
         return loss * float("nan"), nll, n
 
-    monkeypatch.setattr(trainer_module, "label_smoothed_nll", poisoned)
+    monkeypatch.setattr(update_module, "label_smoothed_nll", poisoned)
     for _ in range(2):
         figures = trainer.step([next(batches)])
         assert math.isnan(figures["loss"])

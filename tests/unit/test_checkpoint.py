@@ -9,8 +9,8 @@ import zipfile
 import pytest
 import torch
 
+from nmt.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 from nmt.errors import CheckpointError
-from nmt.training.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
 
 
 def minimal(step: int = 3) -> dict:

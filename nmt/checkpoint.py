@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from nmt.config import NMTConfig, config_from_dict
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from nmt.data.tokenizer import Tokenizer
-    from nmt.models.base import Seq2Seq
+from nmt.models import build_model
+from nmt.models.base import Seq2Seq
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 def link_checkpoint(src: str | Path, dst: str | Path) -> None:
     """Make ``dst`` the same checkpoint as ``src`` atomically: a hard link (no second write of the bytes), or a
     copy where the file system has no links. Replacing ``dst`` never leaves it missing or torn."""
-    import shutil
-
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link")
     tmp.unlink(missing_ok=True)
@@ -108,9 +106,6 @@ def checkpoint_config(state: dict[str, Any]) -> NMTConfig:
 
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
     """Checkpoint -> (model in eval mode on ``device``, tokenizer, config). Needs nothing but the file."""
-    from nmt.data.tokenizer import Tokenizer
-    from nmt.models import build_model
-
     state = load_checkpoint(path)
     cfg = checkpoint_config(state)
     tokenizer = Tokenizer.from_state(state["tokenizer"])

@@ -1,0 +1,214 @@
+"""The test-set report: translate whole sets, score them, and write one ``results.json`` schema.
+
+Used by ``nmt-train`` (its final report on the dev and test sets with the best checkpoint) and by
+``nmt-evaluate`` (any checkpoint, any set). For each set: the best hypothesis of every source line (written to a
+``.hyp`` file), corpus BLEU and chrF with their sacrebleu signatures, BLEU by source length, and on request the
+attention dumps and the AER against gold word alignments.
+
+``results.json``, the same for both tools::
+
+    {"format": "nmt-results-1", "search": {...}, "dev": SET | null, "test": [SET, ...], ...the tool's own keys}
+    SET = {"name", "files", "sentences", "bleu", "chrf", "bleu_signature", "chrf_signature",
+           "buckets": [{"lo", "hi", "label", "sentences", "bleu"}, ...], "hypotheses", "decode_seconds",
+           "alignment": {...} (only with gold alignments)}
+
+``hypotheses`` is relative to the directory of ``results.json``. ``nmt-train`` adds the run's facts (model,
+parameters, steps, wall time, throughput, ...), ``nmt-evaluate`` the checkpoints it read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmt.analysis.alignment import aer, read_pharaoh
+from nmt.analysis.attention import AttentionRecord, plot_heatmap, save_attention
+from nmt.config import NMTConfig
+from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
+from nmt.errors import DataError, NMTError
+from nmt.evaluate import Bucket, Scores, bleu_by_length, score
+from nmt.specials import EOS_PIECE
+from nmt.translate import Translation, Translator
+
+RESULTS_FORMAT = "nmt-results-1"
+
+
+@dataclass
+class TestSet:
+    """Sentences to translate and their references (line-aligned); ``files`` says where they came from."""
+
+    name: str
+    sources: list[str]
+    references: list[str]
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SetReport:
+    """The scores of one translated set (see the module docstring for its JSON form)."""
+
+    name: str
+    files: list[str]
+    scores: Scores
+    buckets: list[Bucket]
+    hypotheses: list[str]
+    hypotheses_file: str
+    decode_seconds: float
+    alignment: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "files": self.files,
+            "sentences": len(self.hypotheses),
+            **self.scores.as_dict(),
+            "buckets": [{**asdict(b), "label": b.label} for b in self.buckets],
+            "hypotheses": self.hypotheses_file,
+            "decode_seconds": round(self.decode_seconds, 2),
+        }
+        if self.alignment is not None:
+            out["alignment"] = self.alignment
+        return out
+
+
+# --------------------------------------------------------------------------------------------- loading sets
+def set_name(path: str) -> str:
+    """``test_2016_flickr.de.gz`` -> ``test_2016_flickr``."""
+    return re.sub(r"(\.[A-Za-z]{2,3})?(\.gz)?$", "", Path(path).name) or "test"
+
+
+def load_test_sets(
+    cfg: NMTConfig, *, src: str | None = None, ref: str | None = None, data_dir: str | Path | None = None
+) -> list[TestSet]:
+    """``src``/``ref`` files as one set, else the test sets of ``cfg`` (files under the data root, or splits of
+    its Hugging Face corpus).
+
+    Raises:
+        NMTError: only one of ``src``/``ref``, or no set at all. DataError: unreadable or mismatched files.
+    """
+    if (src is None) != (ref is None):
+        raise NMTError("give both --src and --ref, or neither (then the checkpoint's test sets are used)")
+    if src is not None and ref is not None:
+        sources, references = list(read_lines(src)), list(read_lines(ref))
+        if len(sources) != len(references):
+            raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}")
+        return [TestSet(set_name(src), sources, references, [src, ref])]
+    root = Path(data_dir) if data_dir else None
+    if cfg.data.hf.path:
+        dd = open_hf(cfg.data.hf, root or data_root())
+        sets = [
+            load_hf(dd, s, cfg.data.src_lang, cfg.data.tgt_lang, description=cfg.data.hf.path) for s in cfg.data.test
+        ]
+    elif cfg.data.test:
+        sets = [load_parallel(prefix, cfg.data.src_lang, cfg.data.tgt_lang, root) for prefix in cfg.data.test]
+    else:
+        raise NMTError("no --src/--ref given, and the checkpoint's config names no test sets (data.test)")
+    return [TestSet(p.name, p.src, p.tgt, [str(f) for f in p.files if f]) for p in sets]
+
+
+# --------------------------------------------------------------------------------------------- one set
+def report_set(
+    translator: Translator,
+    data: TestSet,
+    *,
+    hypotheses_file: Path,
+    relative_to: Path,
+    tokenize: str | None = None,
+    lowercase: bool = False,
+    dump_dir: Path | None = None,
+    heatmaps: int = 0,
+    gold: str | None = None,
+    gold_base: int = 1,
+) -> SetReport:
+    """Translate ``data`` (best hypotheses, in order), write them to ``hypotheses_file`` and score them.
+
+    Args:
+        translator: the model, tokenizer and search settings (attention kept when dumps or gold are asked for).
+        relative_to: the directory ``results.json`` goes to (``hypotheses`` is written relative to it).
+        tokenize, lowercase: sacrebleu's BLEU tokenizer and case-insensitive scoring.
+        dump_dir, heatmaps: attention ``.npz``, Pharaoh alignments and the first ``heatmaps`` heatmaps.
+        gold, gold_base: gold word alignments of ``data`` for the AER (``i-j`` sure / ``ipj`` possible links).
+    """
+    start = time.perf_counter()
+    translations = translator.translate(data.sources)
+    seconds = time.perf_counter() - start
+    hyps = [t.texts[0] for t in translations]
+    write_lines(hypotheses_file, hyps)
+    scores = score(hyps, data.references, tokenize=tokenize, lowercase=lowercase)
+    buckets = bleu_by_length(data.sources, hyps, data.references, tokenize=tokenize, lowercase=lowercase)
+    if dump_dir is not None:
+        dump(translator, translations, data.name, dump_dir, heatmaps)
+    alignment = gold_aer(translator, translations, data.references, gold, gold_base) if gold else None
+    return SetReport(
+        name=data.name,
+        files=list(data.files),
+        scores=scores,
+        buckets=buckets,
+        hypotheses=hyps,
+        hypotheses_file=_relative(hypotheses_file, relative_to),
+        decode_seconds=seconds,
+        alignment=alignment,
+    )
+
+
+def dump(translator: Translator, translations: list[Translation], name: str, dump_dir: Path, heatmaps: int) -> None:
+    """Attention .npz, Pharaoh alignments and the first heatmaps of one set."""
+    tok, records = translator.tokenizer, []
+    for t in translations:
+        h = t.hypotheses[0]
+        src = [*tok.src_pieces(t.src_ids), EOS_PIECE]
+        tgt = [*tok.tgt_pieces(h.tokens), EOS_PIECE]
+        records.append(AttentionRecord(t.line - 1, h.attention.numpy(), src, tgt))
+    save_attention(dump_dir / f"{name}.attention.npz", records)
+    write_lines(dump_dir / f"{name}.align", [translator.links(t) for t in translations])
+    for r in records[:heatmaps]:
+        plot_heatmap(r, dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png", title=f"{name}, line {r.id + 1}")
+
+
+def gold_aer(
+    translator: Translator, translations: list[Translation], refs: list[str], path: str, base: int
+) -> dict[str, Any]:
+    """AER of the model's word alignments over the sentences translated exactly as their reference."""
+    gold = read_pharaoh(path, base=base)
+    if len(gold) != len(translations):
+        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(translations)} sentences")
+    same = [i for i, (t, r) in enumerate(zip(translations, refs)) if t.texts[0].split() == r.split() and r.strip()]
+    hyps = [translator.word_alignment(translations[i]) for i in same]
+    result = aer(hyps, [gold[i] for i in same]).as_dict() if same else {"aer": None, "sentences": 0}
+    return {**result, "of": len(gold), "note": "sentences whose output equals the reference word for word"}
+
+
+# --------------------------------------------------------------------------------------------- files
+def results_document(
+    *, search: dict[str, Any], dev: SetReport | None, test: list[SetReport], **facts: Any
+) -> dict[str, Any]:
+    """The ``results.json`` object: the tool's facts, then the search settings and the sets' reports."""
+    return {
+        "format": RESULTS_FORMAT,
+        **facts,
+        "search": search,
+        "dev": dev.as_dict() if dev is not None else None,
+        "test": [t.as_dict() for t in test],
+    }
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """One line per string (newlines inside a string become spaces, so line counts always match)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
