@@ -305,7 +305,7 @@ class TrainConfig:
     log_every: int = 50
     device: Device = Device.auto
     precision: Precision = Precision.fp32
-    compile: bool = False
+    compile: bool = False  # torch.compile the Transformer's training step (RNNs train eagerly: README, GPUs)
     seed: int = 1
     resume: str | None = None  # checkpoint path; by default the run directory's last.pt is resumed
     num_workers: int = 1  # background batch-building threads (0 = in the training loop)

@@ -114,7 +114,7 @@ def bench(name: str, batches: list, vocab: int, precision: str, warmup: int, ste
         opt.zero_grad(set_to_none=True)
         if i >= warmup:
             elapsed += time.perf_counter() - t0
-            tokens += n
+            tokens += int(n)
     return model.num_parameters(), tokens / elapsed
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -23,6 +24,8 @@ from nmt.models.attention import attend_mask, dot_product_attention
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
 from nmt.models.dropout import Dropout
 from nmt.specials import BOS_ID, EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
 
 
 def sinusoids(positions: Tensor, dim: int) -> Tensor:
@@ -166,7 +169,7 @@ class DecoderLayer(nn.Module):
 
         Without ``cache`` (teacher forcing) self-attention is causal over x; with it, x is the next position.
         """
-        causal = cache is None and x.size(1) > 1
+        causal = cache is None  # a plain bool: a size test here would be a symbolic one under torch.compile
         out, new_cache, _ = self.self_attn(self._in(x, 0), causal=causal, cache=cache)
         x = self._add(x, out, 0)
         out, _, weights = self.cross_attn(self._in(x, 1), kv=cross_kv, allowed=allowed, need_weights=need_weights)
@@ -196,6 +199,13 @@ class Transformer(Seq2Seq):
             )
         self.cfg = cfg
         d = cfg.d_model
+        if (d // cfg.heads) % 8:
+            # CUDA's flash and memory-efficient SDPA kernels need a head size that is a multiple of 8.
+            log.warning(
+                "model.d_model / model.heads = %d is not a multiple of 8: on a GPU attention falls back from the "
+                "fused flash / memory-efficient kernels to the slow math path",
+                d // cfg.heads,
+            )
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d, padding_idx=PAD_ID)
         self.src_embed = self.tgt_embed if cfg.tie_embeddings else nn.Embedding(src_vocab_size, d, padding_idx=PAD_ID)
         self.out_proj = None if cfg.tie_embeddings else nn.Linear(d, tgt_vocab_size, bias=False)

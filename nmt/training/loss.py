@@ -68,7 +68,7 @@ class _SmoothedNLL(torch.autograd.Function):
 
 def label_smoothed_nll(
     logits: Tensor, target: Tensor, *, smoothing: float, pad_id: int = PAD_ID
-) -> tuple[Tensor, Tensor, int]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Cross-entropy against (1 − ε)·onehot(y) + ε/V (the uniform share includes y, as in PyTorch's
     ``cross_entropy(label_smoothing=ε)``), summed over positions whose target is not ``pad_id``.
 
@@ -82,9 +82,10 @@ def label_smoothed_nll(
         pad_id: the id whose positions are ignored.
     Returns:
         loss_sum (float32 scalar, differentiable), nll_sum (float32 scalar, the unsmoothed negative
-        log-likelihood, for perplexity; no gradient) and n_tokens (real target tokens; the trainer divides).
+        log-likelihood, for perplexity; no gradient) and n_tokens (int64 scalar on the logits' device: real
+        target tokens; a tensor, not an int, so that the training step never waits for the device).
     """
     keep = target != pad_id
     V = logits.size(-1)
     loss_sum, nll_sum = _SmoothedNLL.apply(logits.reshape(-1, V), target.reshape(-1), keep.reshape(-1), smoothing)
-    return loss_sum, nll_sum, int(keep.sum())
+    return loss_sum, nll_sum, keep.sum()

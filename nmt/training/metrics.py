@@ -121,11 +121,15 @@ class Progress:
 
 
 class Window:
-    """Figures summed over the updates since the last log line."""
+    """Figures summed over the updates since the last log line.
+
+    ``seconds`` is the time spent in updates; the trainer adds it per update itself, since on a GPU an update's
+    figures arrive one update later than its time.
+    """
 
     def __init__(self) -> None:
         self.reset()
-        self.loss = math.nan
+        self.loss = self.lr = math.nan
         self.align_loss: float | None = None
 
     def reset(self) -> None:
@@ -134,7 +138,7 @@ class Window:
         self.align_sum = self.align_rows = 0.0  # guided alignment: loss summed over supervised attention rows
         self.grad_norm = math.nan
 
-    def add(self, f: dict[str, float], seconds: float) -> None:
+    def add(self, f: dict[str, float], seconds: float = 0.0) -> None:
         self.steps += 1
         self.seconds += seconds
         self.tokens += f["tokens"]

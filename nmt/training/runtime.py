@@ -40,6 +40,35 @@ def configure_runtime(tc: TrainConfig, device: torch.device) -> None:
         log.warning("train.precision=fp16 on the CPU is slow; bf16 is the CPU's fast format (AMX/avx512_bf16)")
 
 
+def compile_for_training(model: torch.nn.Module, train_model: torch.nn.Module) -> torch.nn.Module:
+    """What ``train.compile`` does, per model.
+
+    - Transformer: ``train_model`` (the model, its guided-alignment wrapper, or DDP around either) is compiled
+      whole, forward and backward, with dynamic shapes, so batches of every size and length share a graph
+      (Dynamo recompiles a bounded number of times: the first batch, then once with sizes made symbolic). The
+      loss stays outside (its own autograd function).
+    - RNNs: trained eagerly, with a log line. Their decoder's Python loop over target positions would be
+      unrolled into one graph per target length (a recompile for every new length until Dynamo's limit, then
+      eager anyway), and packing the encoder's sequences needs the lengths on the host (a graph break).
+
+    Args:
+        model: the plain model (decides). train_model: what the training step calls (gets compiled).
+    Returns:
+        The module the training step should call.
+    """
+    from nmt.models.transformer import Transformer
+
+    if isinstance(model, Transformer):
+        log.info("train.compile: compiling the Transformer's training forward and backward (dynamic shapes)")
+        return torch.compile(train_model, dynamic=True)
+    log.info(
+        "train.compile: %s trains eagerly (its decoder's per-position loop would recompile for every target "
+        "length); only Transformers are compiled",
+        type(model).__name__,
+    )
+    return train_model
+
+
 def ensure_log_file(path: Path) -> logging.Handler | None:
     """Log to ``path`` unless a handler already does (Hydra's job logging writes ``train.log`` itself).
 

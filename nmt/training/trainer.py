@@ -84,17 +84,22 @@ class Trainer:
         # Guided alignment: batches carry word links and the forward also returns the supervised attention.
         self.guide = guided.attach(cfg, self.data.train, self.tokenizer)  # None without train.alignment.file
         self.train_model: torch.nn.Module = self.model if self.guide is None else guided.AttentionForward(self.model)
-        if self.tc.compile:
-            self.train_model = torch.compile(self.train_model)
+        self.ddp = None
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+            self.ddp = self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+        if self.tc.compile:
+            # torch.compile(DDP(model)), the order PyTorch documents: Dynamo's DDPOptimizer splits the graph at
+            # DDP's bucket boundaries, so each bucket's all-reduce overlaps the rest of the backward pass.
+            self.train_model = runtime.compile_for_training(self.model, self.train_model)
+        # On a GPU an update's figures are read after the next update is queued (see Updater.settle).
+        self.pipelined = self.device.type == "cuda"
 
         self.updater = Updater(
             model=self.model, train_model=self.train_model, guide=self.guide is not None, tc=self.tc,
-            world_size=self.dist.world_size, device=self.device, run_dir=run_dir,
+            world_size=self.dist.world_size, device=self.device, run_dir=run_dir, ddp=self.ddp,
         )  # fmt: skip
         train_data = self.guide if self.guide is not None else self.data.train
         self.loader = session.make_loader(train_data, self.tc, self.dist, self.device)
@@ -141,6 +146,7 @@ class Trainer:
         progress = Progress(total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main)
         window = Window()
         batches = iter(self.loader)
+        queued = None  # on a GPU: the update whose figures are read after the next one is queued
         try:
             self.signals = runtime.catch_signals()
             while state.step < tc.max_steps:
@@ -149,13 +155,19 @@ class Trainer:
                     state.finished = "max_epochs"
                     break
                 t0 = time.perf_counter()
-                figures = self.step(group)
+                ready = [queued] if queued else []
+                queued = self.updater(group, state, signal=self.signals.received)
                 state.step += 1
                 state.epoch = self.loader.epoch
-                window.add(figures, time.perf_counter() - t0)
-                state.train_seconds += time.perf_counter() - t0
+                if not self.pipelined or self._reads_figures(state.step):
+                    ready, queued = [*ready, queued], None
                 # Any rank's signal stops every rank at this same step (the flags were summed over ranks).
-                signum = (self.signals.received or signal.SIGTERM) if figures["signal"] else 0
+                signum = self._settle(ready, window)
+                if signum and queued:  # read the last update too before the checkpoint
+                    signum, queued = self._settle([queued], window) or signum, None
+                elapsed = time.perf_counter() - t0
+                window.seconds += elapsed
+                state.train_seconds += elapsed
                 progress.update(state.step, window.brief())
                 if state.step % tc.log_every == 0:
                     record = window.record(
@@ -175,6 +187,8 @@ class Trainer:
                     break
                 if signum:
                     self._interrupted(signum)
+            if queued:  # the epochs ran out after an update whose figures were not read yet
+                self._settle([queued], window)
             state.finished = state.finished or "max_steps"
             if state.last_eval_step != state.step:
                 self.evaluate(progress)
@@ -186,8 +200,23 @@ class Trainer:
         return self.finish()
 
     def step(self, batches: list[Batch]) -> dict[str, float]:
-        """One update over ``batches`` (see :class:`nmt.training.update.Updater`)."""
-        return self.updater(batches, self.state, signal=self.signals.received)
+        """One update over ``batches``, its figures read at once (see :class:`nmt.training.update.Updater`)."""
+        return self.updater.settle(self.updater(batches, self.state, signal=self.signals.received), self.state)
+
+    def _reads_figures(self, step: int) -> bool:
+        """Steps whose figures are read at once even on a GPU: logging, validation, checkpoints, the last."""
+        tc = self.tc
+        return any(step % n == 0 for n in (tc.log_every, tc.eval_every, tc.save_every)) or step >= tc.max_steps
+
+    def _settle(self, updates: list, window: Window) -> int:
+        """Read queued updates' figures into ``window`` (in order); returns the signal number to stop on, or 0."""
+        signum = 0
+        for update in updates:
+            figures = self.updater.settle(update, self.state)
+            window.add(figures)
+            if figures["signal"]:
+                signum = self.signals.received or signal.SIGTERM
+        return signum
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.tc.precision)
