@@ -202,3 +202,27 @@ def test_sigkill_and_sigterm_then_resume_give_bitwise_the_weights_of_an_uninterr
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("model", ["rnn_bahdanau", "rnn_luong"])
+def test_an_rnn_resumed_from_a_step_checkpoint_ends_bitwise_at_the_uninterrupted_weights(
+    runs, env, cache, tmp_path, model
+):
+    # The RNN presets keep dropout (random streams), validate at step 10 (the plateau schedule reacts) and decode.
+    straight, proc = runs[model]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    resumed = tmp_path / "resumed"
+    step10 = f"train.resume={straight / 'checkpoints' / 'step_10.pt'}"
+    again = run(command(resumed, cache, model, step10), env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "RESUMING from" in (resumed / "train.log").read_text()
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 20
+    different = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
+    assert not different, f"weights differ after resume: {different[:5]}"
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    assert all(
+        torch.equal(a["optimizer"]["state"][k]["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
+        for k in a["optimizer"]["state"]
+    )
