@@ -28,7 +28,7 @@ from nmt.search import autocast
 from nmt.training import distributed, guided, runtime, session
 from nmt.training.metrics import MetricsWriter, Progress, Window
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
-from nmt.training.update import Updater
+from nmt.training.update import QueuedUpdate, Updater
 from nmt.training.validate import draw_heatmaps, validate
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class Trainer:
         tc = self.tc
         return any(step % n == 0 for n in (tc.log_every, tc.eval_every, tc.save_every)) or step >= tc.max_steps
 
-    def _settle(self, updates: list, window: Window) -> int:
+    def _settle(self, updates: list[QueuedUpdate], window: Window) -> int:
         """Read queued updates' figures into ``window`` (in order); returns the signal number to stop on, or 0."""
         signum = 0
         for update in updates:
