@@ -122,3 +122,16 @@ def test_sinusoids_follow_the_formula_at_any_position() -> None:
             angle = p / 10000 ** (i / 4)
             assert table[p_i, i].item() == pytest.approx(math.sin(angle), abs=2e-3)
             assert table[p_i, 4 + i].item() == pytest.approx(math.cos(angle), abs=2e-3)
+
+
+@pytest.mark.parametrize(("d_model", "heads", "warned"), [(64, 4, False), (36, 4, True), (48, 2, False)])
+def test_a_head_size_that_is_no_multiple_of_8_is_warned_about(d_model, heads, warned, caplog) -> None:
+    from nmt.config import TransformerConfig
+    from nmt.models.transformer import Transformer
+
+    cfg = TransformerConfig(d_model=d_model, ffn_dim=32, heads=heads, encoder_layers=1, decoder_layers=2)
+    with caplog.at_level("WARNING", logger="nmt.models.transformer"):
+        Transformer(cfg, src_vocab_size=20, tgt_vocab_size=20)
+    assert ("is not a multiple of 8" in caplog.text) == warned
+    if warned:
+        assert f"= {d_model // heads} is" in caplog.text and "math path" in caplog.text
