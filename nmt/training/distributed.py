@@ -66,7 +66,7 @@ def shared_start_time() -> float:
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum a small CPU tensor over ranks (in place); returns it."""
+    """Sum a small tensor over ranks (in place; gloo for a CPU tensor, NCCL for a CUDA one); returns it."""
     if dist.is_initialized():
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
