@@ -5,7 +5,8 @@ take 7.2 ms against 2.3 ms here (2 threads), and a Transformer training step mak
 step time drops 8 % in float32, 36 % under bf16 autocast). Here the mask comes from random bytes (eight per
 int64 draw) compared with a threshold, so the drop rate is rounded to a multiple of 1/256 (0.1 -> 26/256 =
 0.1016, 0.3 -> 77/256 = 0.3008); kept values are scaled by 1 / (1 - that rate), so expectations are unchanged.
-On CUDA this is ``F.dropout`` (a fused kernel).
+On CUDA this is ``F.dropout`` (a fused kernel), and so it is under ``torch.compile``: Dynamo cannot trace
+``random_`` (each call was a graph break), and Inductor generates the mask inside its fused kernels anyway.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
             return F.dropout(x, self.p, training=True)
         n = x.numel()
         words = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)

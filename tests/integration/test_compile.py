@@ -85,3 +85,31 @@ def test_the_compiled_transformer_trains_like_eager_with_one_graph_for_every_bat
         assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-3)
     for name, value in eager_weights.items():
         torch.testing.assert_close(weights[name], value, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("precision", [Precision.fp32, Precision.bf16])
+def test_the_default_transformer_with_dropout_traces_into_one_graph_for_every_shape(precision, one_thread):
+    """Dynamo alone (no code generation, fast): the default shape with dropout and autocast, as train=cpu trains
+    it, must not break the graph (the CPU dropout's random_ did, once per call) nor recompile per shape."""
+    from nmt.config import RNNConfig
+    from nmt.models import build_model
+    from nmt.models.transformer import Transformer
+    from nmt.search import autocast
+    from nmt.training.runtime import compile_for_training
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(dropout=0.1), src_vocab_size=60, tgt_vocab_size=60).train()
+    counters.clear()
+    try:
+        compiled = torch.compile(model, dynamic=True, backend="eager")  # what compile_for_training asks, sans Inductor
+        assert isinstance(compile_for_training(model, model), torch._dynamo.eval_frame.OptimizedModule)
+        rnn = build_model(RNNConfig(embed_dim=8, hidden_dim=8), src_vocab_size=60, tgt_vocab_size=60)
+        assert compile_for_training(rnn, rnn) is rnn  # RNNs train eagerly
+        for b, s, t in ((4, 7, 6), (5, 9, 8), (3, 11, 4), (8, 5, 5)):
+            src, tgt = torch.randint(4, 60, (b, s)), torch.randint(4, 60, (b, t))
+            with autocast(torch.device("cpu"), precision):
+                compiled(src, torch.full((b,), s), tgt).float().sum().backward()
+        frames, breaks = dict(counters["frames"]), dict(counters["graph_break"])
+    finally:
+        torch._dynamo.reset()
+    assert frames.get("ok") == 1 and not breaks, (frames, list(breaks)[:1])
