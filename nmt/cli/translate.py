@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fp32", "bf16", "fp16"],
         help="bf16/fp16: run the model under autocast (default: fp32; ctranslate2: the export's weight type)",
     )
-    r.add_argument("--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)")
+    r.add_argument(
+        "--threads", type=int, metavar="N", default=0, help="CPU threads for torch or CTranslate2 (0 = its default)"
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     return p
 
