@@ -4,6 +4,7 @@ Examples::
 
     nmt-translate --checkpoint runs/x/checkpoints/best.pt < test.de > test.en
     nmt-translate --checkpoint a.pt b.pt --input test.de --output test.en --alignments test.align
+    nmt-translate --engine ctranslate2 --checkpoint deploy/de-en < test.de > test.en   # an nmt-export directory
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nmt.cli.common import (
     search_overrides,
     setup_logging,
 )
+from nmt.config import Precision
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -54,13 +56,23 @@ alignments (--alignments FILE):
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
   the source word with the largest weight (or to all with at least --alignment-threshold).
 
+engines (--engine):
+  nmt (default) runs the checkpoint(s) with PyTorch. ctranslate2 runs a directory written by
+  nmt-export --format ctranslate2 (pip install 'nmt[ctranslate2]'), with the same output contract; search
+  defaults and the maximum source length come from the export. Greedy outputs equal nmt's; in beam search
+  CTranslate2 ranks by log p / |y|^lenpen (|y| without EOS) and caps lengths per batch (each output is then cut to
+  its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
+  export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
+
 exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(PROG, "Translate text with nmt checkpoints (stdin to stdout by default).", EPILOG)
-    p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
+    p.add_argument(
+        "--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble); an export DIR"
+    )
     p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
     s = p.add_argument_group("search (defaults: the checkpoint's search config)")
@@ -81,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
     )
-    add_running_flags(r)
+    r.add_argument(
+        "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
+    )
+    add_running_flags(r, precision_default=None)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     return p
 
@@ -103,21 +118,23 @@ def _translate(args: argparse.Namespace) -> int:
     for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     start = time.perf_counter()
-    translator = Translator.from_checkpoints(
-        args.checkpoint,
-        device=device,
-        search=overrides(args),
-        max_source_len=args.max_source_len,
-        need_attention=args.alignments is not None,
-        alignment_layer=args.alignment_layer,
-        alignment_heads=args.alignment_heads,
-        seed=args.seed,
-        precision=args.precision,
-    )
+    if args.engine == "ctranslate2":
+        translator = _ct2_translator(args)
+    else:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        translator = Translator.from_checkpoints(
+            args.checkpoint,
+            device=resolve_device(args.device),
+            search=overrides(args),
+            max_source_len=args.max_source_len,
+            need_attention=args.alignments is not None,
+            alignment_layer=args.alignment_layer,
+            alignment_heads=args.alignment_heads,
+            seed=args.seed,
+            precision=args.precision or Precision.fp32,
+        )
     loaded = time.perf_counter()
     nbest = translator.cfg.nbest
     progress = None
@@ -151,6 +168,35 @@ def _translate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _ct2_translator(args: argparse.Namespace):
+    """A :class:`~nmt.export.ct2_translate.CT2Translator`, after refusing the flags CTranslate2 cannot honour."""
+    from nmt.export.ct2_translate import CT2Translator
+
+    if len(args.checkpoint) > 1:
+        raise NMTError("--engine ctranslate2 takes one export directory (no ensembles)")
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--alignments", args.alignments),
+            ("--alignment-layer", args.alignment_layer),
+            ("--alignment-heads", args.alignment_heads),
+            ("--alignment-threshold", args.alignment_threshold),
+        )
+        if value is not None
+    ]
+    if unsupported:
+        raise NMTError(f"{', '.join(unsupported)}: not available with --engine ctranslate2 (use --engine nmt)")
+    return CT2Translator(
+        args.checkpoint[0],
+        search=overrides(args),
+        device=args.device,
+        precision=args.precision,
+        threads=max(args.threads, 0),
+        max_source_len=args.max_source_len,
+        seed=args.seed,
+    )
 
 
 def format_translation(t, nbest: int) -> str:
