@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nmt.cli.common import resolve_device, run_cli, setup_logging
+from nmt.config import EarlyStop
 from nmt.errors import DataError, NMTError
 
 PROG = "nmt-evaluate"
@@ -52,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="data root for the configured test sets (default $NMT_DATA_DIR)")
     p.add_argument("--output-dir", "-o", metavar="DIR", help="where hypotheses and scores go")
     p.add_argument("--beam-size", "-b", type=int, metavar="K", help="beam size (default: the checkpoint's)")
-    p.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha")
+    p.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha (see nmt-translate --help)")
     p.add_argument("--max-len-a", type=float, metavar="A", help="output cap = a * source pieces + b")
     p.add_argument("--max-len-b", type=int, metavar="B", help="output cap = a * source pieces + b")
+    p.add_argument("--min-len", type=int, metavar="N", help="no EOS before N output pieces (0 = off)")
+    p.add_argument("--no-repeat-ngram", type=int, metavar="N", help="no N-gram of pieces twice in an output (0 = off)")
+    p.add_argument(
+        "--early-stop", choices=[e.value for e in EarlyStop], help="beam search stopping rule (nmt-translate --help)"
+    )
     p.add_argument("--max-tokens", type=int, metavar="N", help="source tokens per batch")
     p.add_argument(
         "--max-source-len", type=int, metavar="N", help="truncate longer sources (default: the checkpoint's max_len)"
@@ -155,6 +161,9 @@ def evaluate(args: argparse.Namespace) -> int:
             "lenpen": args.lenpen,
             "max_len_a": args.max_len_a,
             "max_len_b": args.max_len_b,
+            "min_len": args.min_len,
+            "no_repeat_ngram": args.no_repeat_ngram,
+            "early_stop": args.early_stop,
             "batch_tokens": args.max_tokens,
         }.items()
         if v is not None

@@ -14,6 +14,7 @@ import sys
 import time
 
 from nmt.cli.common import open_input, open_output, resolve_device, run_cli, setup_logging
+from nmt.config import EarlyStop
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -31,9 +32,24 @@ output:
   gives N lines with an empty hypothesis and score 0.
 
 search:
-  Beam search over whole batches (--beam-size 1: greedy). score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with
-  |y| counting the final EOS. Output length is capped per sentence at floor(a * source pieces) + b pieces.
-  Defaults come from the checkpoint's search config.
+  Beam search over whole batches (--beam-size 1: greedy), or sampling (--sampling). Defaults come from the
+  checkpoint's search config.
+  score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with |y| counting the final EOS: --lenpen is GNMT's alpha
+  (Wu et al. 2016); 0 ranks by log-probability, > 0 favours longer outputs. fairseq's --lenpen is another
+  formula (log p / |y| ** lenpen): the same number does not mean the same thing.
+  Output length is capped per sentence at floor(a * source pieces) + b pieces (--max-len-a, --max-len-b);
+  --min-len N forbids EOS before N pieces (at most the cap); --no-repeat-ngram N forbids any N-gram of pieces
+  twice in one output.
+  --early-stop: a sentence's beam search ends once beam-size hypotheses have finished, or earlier:
+      bound      (default) once no live beam can beat the n-best finished ones: the live log-probability
+                 divided by the largest length penalty the cap allows is an upper bound. Exact: the output
+                 is the same as with none, and the top line never depends on --nbest.
+      heuristic  once the best finished score beats every live beam's score as if it ended at the next step
+                 (Hugging Face's early_stopping=False). Faster; with lenpen > 0 it can miss a better, longer
+                 output, and the top line can change with --nbest.
+      none       no early stop.
+  Sampling: temperature first, then --sampling-topk, then --sampling-topp (the smallest set of most probable
+  pieces holding at least p of the remaining probability), then a draw (seeded by --seed).
 
 alignments (--alignments FILE):
   One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
@@ -61,12 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--nbest", type=int, metavar="N", help="hypotheses written per input line (tab-separated format below)"
     )
-    s.add_argument("--lenpen", type=float, metavar="A", help="GNMT length penalty alpha; 0 = raw log-probability")
+    s.add_argument(
+        "--lenpen",
+        type=float,
+        metavar="A",
+        help="GNMT length penalty alpha: score = log p / ((5 + |y|) / 6) ** A (not fairseq's formula); 0 = log p",
+    )
     s.add_argument("--max-len-a", type=float, metavar="A", help="output cap = a * source pieces + b")
     s.add_argument("--max-len-b", type=int, metavar="B", help="output cap = a * source pieces + b")
+    s.add_argument("--min-len", type=int, metavar="N", help="no EOS before N output pieces (0 = off)")
+    s.add_argument("--no-repeat-ngram", type=int, metavar="N", help="no N-gram of pieces twice in an output (0 = off)")
+    s.add_argument(
+        "--early-stop",
+        choices=[e.value for e in EarlyStop],
+        help="when beam search may stop a sentence early (see below)",
+    )
     s.add_argument("--max-tokens", type=int, metavar="N", help="source tokens per batch (default from the checkpoint)")
     s.add_argument("--sampling", action="store_true", help="sample outputs instead of searching (beam size 1)")
     s.add_argument("--sampling-topk", type=int, metavar="K", help="sample among the k most probable pieces (0 = all)")
+    s.add_argument(
+        "--sampling-topp", type=float, metavar="P", help="sample within the top-p nucleus, 0 < P <= 1 (1 = all)"
+    )
     s.add_argument(
         "--sampling-temperature", type=float, metavar="T", help="divide log-probabilities by this before sampling"
     )
@@ -103,8 +134,12 @@ def search_overrides(args: argparse.Namespace) -> dict:
         "lenpen": args.lenpen,
         "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b,
+        "min_len": args.min_len,
+        "no_repeat_ngram": args.no_repeat_ngram,
+        "early_stop": args.early_stop,
         "batch_tokens": args.max_tokens,
         "sampling_topk": args.sampling_topk,
+        "sampling_topp": args.sampling_topp,
         "sampling_temperature": args.sampling_temperature,
     }
     out = {k: v for k, v in names.items() if v is not None}
