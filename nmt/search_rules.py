@@ -73,9 +73,10 @@ def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:
     """Forbid every piece that would make the row's last ``n`` pieces an n-gram it already holds, in place.
 
     The suffix of the last ``n - 1`` pieces is compared with every earlier window of ``n - 1`` pieces at once
-    (a strided view, no copy); where they match, the piece that followed that window is forbidden. The cost is
-    O(rows * t * n) elementwise per step, instead of fairseq's and Hugging Face's per-hypothesis n-gram tables
-    built in Python. Unmatched windows scatter into the PAD column, which is forbidden anyway.
+    (one (N, t-n+1) comparison per window offset, n - 1 in all); where they match, the piece that followed that
+    window is forbidden. The cost is O(rows * t * n) elementwise per step, instead of fairseq's and Hugging Face's
+    per-hypothesis n-gram tables built in Python. Unmatched windows scatter into the PAD column, which is
+    forbidden anyway (no nonzero(): no host sync on a GPU).
 
     Args:
         log_probs: (N, V). history: (N, t) the pieces emitted so far (no BOS). n: >= 1.
@@ -86,9 +87,12 @@ def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:
     if n == 1:
         log_probs.scatter_(1, history, NEG_INF)  # no piece twice
         return
-    windows = history.unfold(1, n - 1, 1)  # (N, t-n+2, n-1): window j = history[:, j : j+n-1]
-    seen = (windows[:, :-1] == windows[:, -1:]).all(dim=2)  # (N, t-n+1): earlier windows equal to the suffix
-    followers = history[:, n - 1 :]  # (N, t-n+1): the piece after window j
+    windows = t - n + 1  # earlier windows j = 0 .. t-n, each followed by history[:, j + n - 1]
+    suffix = t - n + 1  # where the last n - 1 pieces start
+    seen = history[:, :windows] == history[:, suffix : suffix + 1]  # (N, windows)
+    for i in range(1, n - 1):  # slices beat an unfold + all(dim=2) over a tiny dimension
+        seen &= history[:, i : i + windows] == history[:, suffix + i : suffix + i + 1]
+    followers = history[:, n - 1 :]  # (N, windows): the piece after window j
     log_probs.scatter_(1, torch.where(seen, followers, PAD_ID), NEG_INF)
 
 
