@@ -282,8 +282,6 @@ class SearchConfig:
             raise ConfigError(f"sampling_topk must be >= 0 (0 = all pieces), got {self.sampling_topk}")
         if not 0.0 < self.sampling_topp <= 1.0:
             raise ConfigError(f"sampling_topp must be in (0, 1] (1 = all pieces), got {self.sampling_topp}")
-        if self.sampling_topp < 1.0 and not self.sampling:
-            raise ConfigError("sampling_topp < 1 only applies to sampling: set sampling=true (and beam_size=1)")
         if self.min_len < 0:
             raise ConfigError(f"min_len must be >= 0 (0 = off), got {self.min_len}")
         if self.no_repeat_ngram < 0:

@@ -173,6 +173,11 @@ def _translate(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     loaded = time.perf_counter()
+    if not translator.cfg.sampling:
+        # The library ignores sampling settings when it searches; on the command line they are a mistake.
+        given = [f for f in ("topk", "topp", "temperature") if getattr(args, f"sampling_{f}") is not None]
+        if given:
+            raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
     progress = None
     if not args.quiet and sys.stderr.isatty():

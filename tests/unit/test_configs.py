@@ -88,7 +88,7 @@ def test_search_options_compose_and_are_checked():
     with pytest.raises(ConfigCompositionException, match="early_stop"):
         composed(["search.early_stop=never"])
     with pytest.raises(ConfigError, match="sampling_topp"):
-        to_typed(composed(["search.sampling_topp=0.5"]))  # without search.sampling
+        to_typed(composed(["search.sampling=true", "search.beam_size=1", "search.sampling_topp=0"]))
 
 
 def test_hydra_settings_are_pinned_and_the_run_dir_time_can_be_shared(monkeypatch):

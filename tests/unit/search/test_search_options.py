@@ -220,7 +220,6 @@ def test_topp_one_is_plain_sampling_and_a_tiny_topp_is_greedy():
         ({"sampling": True, "beam_size": 1, "sampling_topp": 0.0}, "sampling_topp must be in"),
         ({"sampling": True, "beam_size": 1, "sampling_topp": 1.5}, "sampling_topp must be in"),
         ({"sampling": True, "beam_size": 1, "sampling_topp": float("nan")}, "sampling_topp must be in"),
-        ({"sampling_topp": 0.9}, "only applies to sampling"),
         ({"sampling": True, "beam_size": 1, "sampling_topk": -1}, "sampling_topk must be >= 0"),
         ({"min_len": -1}, "min_len must be >= 0"),
         ({"no_repeat_ngram": -2}, "no_repeat_ngram must be >= 0"),
