@@ -61,7 +61,7 @@ def add_search_flags(group: Any, *, exclude: Sequence[str] = ()) -> list[str]:
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             options.update(type=kind, choices=[c.value for c in kind], metavar=f.metadata.get("metavar"))
         else:
-            options.update(type=kind, metavar=f.metadata.get("metavar", "N"))
+            options.update(type=kind, metavar=f.metadata.get("metavar", "N" if kind is int else "X"))
         group.add_argument(*flags, **options)
         names.append(f.name)
     return names

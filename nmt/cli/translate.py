@@ -45,9 +45,24 @@ output:
   gives N lines with an empty hypothesis and score 0.
 
 search:
-  Beam search over whole batches (--beam-size 1: greedy). score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with
-  |y| counting the final EOS. Output length is capped per sentence at floor(a * source pieces) + b pieces.
-  Defaults come from the checkpoint's search config.
+  Beam search over whole batches (--beam-size 1: greedy), or sampling (--sampling). Defaults come from the
+  checkpoint's search config.
+  score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with |y| counting the final EOS: --lenpen is GNMT's alpha
+  (Wu et al. 2016); 0 ranks by log-probability, > 0 favours longer outputs. fairseq's --lenpen is another
+  formula (log p / |y| ** lenpen): the same number does not mean the same thing.
+  Output length is capped per sentence at floor(a * source pieces) + b pieces (--max-len-a, --max-len-b);
+  --min-len N forbids EOS before N pieces (at most the cap); --no-repeat-ngram N forbids any N-gram of pieces
+  twice in one output.
+  --early-stop: a sentence's beam search ends once beam-size hypotheses have finished, or earlier:
+      bound      (default) once no live beam can beat the n-best finished ones: the live log-probability
+                 divided by the largest length penalty the cap allows is an upper bound. Exact: the output
+                 is the same as with none, and the top line never depends on --nbest.
+      heuristic  once the best finished score beats every live beam's score as if it ended at the next step
+                 (Hugging Face's early_stopping=False). Faster; with lenpen > 0 it can miss a better, longer
+                 output, and the top line can change with --nbest.
+      none       no early stop.
+  Sampling: temperature first, then --sampling-topk, then --sampling-topp (the smallest set of most probable
+  pieces holding at least p of the remaining probability), then a draw (seeded by --seed).
 
 alignments (--alignments FILE):
   One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
@@ -136,6 +151,11 @@ def _translate(args: argparse.Namespace) -> int:
             precision=args.precision or Precision.fp32,
         )
     loaded = time.perf_counter()
+    if not translator.cfg.sampling:
+        # The library ignores sampling settings when it searches; on the command line they are a mistake.
+        given = [f for f in ("topk", "topp", "temperature") if getattr(args, f"sampling_{f}") is not None]
+        if given:
+            raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
     progress = None
     if not args.quiet and sys.stderr.isatty():
