@@ -1,31 +1,17 @@
-"""The Python API: load a checkpoint once, then translate, align and score lists of sentences.
-
-Example::
-
-    >>> import nmt
-    >>> model = nmt.load("runs/demo/checkpoints/best.pt")
-    >>> [r.text for r in model.translate(["Ein Hund rennt über die Wiese."])]
-    ['A dog runs across the grass.']
-
-Every method runs the code path of a command-line tool, so their outputs agree: :meth:`Model.translate` is
-:class:`nmt.translate.Translator` (``nmt-translate``), :meth:`Model.align` is
-:class:`nmt.analysis.forced.ForcedAligner` (``nmt-align``), and :meth:`Model.score` teacher-forces given targets
-through the model, giving the log-probability beam search accumulates for the same output (:mod:`nmt.search`).
-A :class:`Model` is not thread-safe: call it from one thread at a time (``nmt-serve`` runs it in one worker).
-"""
+"""Loading a checkpoint and the :class:`Model` that translates, aligns and scores (see :mod:`nmt.api`)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from nmt.analysis.alignment import Link, format_pharaoh
+from nmt.api.records import AlignmentResult, Candidate, ScoreResult, TranslationResult
 from nmt.config import AttentionType, ConfigError, NMTConfig, Positions, Precision, RNNConfig, SearchConfig
 from nmt.data.batch import PAD_ID, collate
 from nmt.errors import NMTError
@@ -36,127 +22,6 @@ from nmt.translate import Translation, Translator, _autocast, load_models, make_
 if TYPE_CHECKING:
     from nmt.analysis.forced import ForcedAligner
     from nmt.data.tokenizer import Tokenizer
-
-__all__ = ["AlignmentResult", "Candidate", "Model", "ScoreResult", "TranslationResult", "load"]
-
-
-# --------------------------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class Candidate:
-    """One output of :meth:`Model.translate` (a hypothesis of the n-best list).
-
-    Attributes:
-        text: the detokenized translation.
-        score: the length-penalised log-probability hypotheses are ranked by (what ``nmt-translate --nbest``
-            prints): ``log_prob / ((5 + |y|) / 6) ** lenpen``, ``|y|`` counting the EOS.
-        log_prob: the model's log-probability of the pieces and the final EOS.
-        tokens: the output pieces ("▁" marks a word start), without EOS.
-        token_ids: their vocabulary ids.
-        attention: with ``return_attention``, float32 (len(tokens) + 1, len(source_tokens) + 1): row t is the
-            decoder step that emitted piece t (the last row: EOS), columns are the source pieces and the source EOS.
-        links: with ``return_alignments``, (source word, target word) pairs, 0-based, sorted by target word.
-
-    Example::
-
-        >>> best = model.translate(["Zwei Hunde spielen im Schnee."], return_alignments=True)[0].hypotheses[0]
-        >>> best.text, round(best.score, 2), best.alignment
-        ('Two dogs play in the snow.', -0.31, '0-0 1-1 2-2 3-3 3-4 4-5')
-    """
-
-    text: str
-    score: float
-    log_prob: float
-    tokens: list[str]
-    token_ids: list[int]
-    attention: np.ndarray | None = None
-    links: list[Link] | None = None
-
-    @property
-    def alignment(self) -> str | None:
-        """The Pharaoh line of :attr:`links` (``"i-j ..."``, as ``nmt-translate --alignments`` writes), or None."""
-        return None if self.links is None else format_pharaoh(self.links)
-
-
-@dataclass(frozen=True)
-class TranslationResult:
-    """The translation of one input sentence: ``hypotheses`` best first (``nbest`` of them, fewer only when the
-    length cap leaves fewer distinct outputs; an empty sentence gets one empty hypothesis, score 0).
-
-    Attributes:
-        source: the input sentence.
-        source_tokens: the source pieces translated (after truncation), without EOS.
-        hypotheses: the n-best list.
-        truncated: the sentence had more pieces than the model's maximum source length and was cut.
-
-    Example::
-
-        >>> r = model.translate(["Ein Mann fährt Fahrrad."], beam_size=5, nbest=2)[0]
-        >>> r.text, [h.text for h in r.hypotheses]
-        ('A man is riding a bike.', ['A man is riding a bike.', 'A man rides a bike.'])
-    """
-
-    source: str
-    source_tokens: list[str]
-    hypotheses: list[Candidate]
-    truncated: bool = False
-
-    @property
-    def text(self) -> str:
-        """The best translation (what ``nmt-translate`` writes)."""
-        return self.hypotheses[0].text
-
-    @property
-    def score(self) -> float:
-        """The best hypothesis' length-penalised score."""
-        return self.hypotheses[0].score
-
-
-@dataclass(frozen=True)
-class AlignmentResult:
-    """The forced word alignment of one (source, target) pair, as ``nmt-align`` computes it.
-
-    Attributes:
-        links: (source word, target word) pairs, 0-based over the whitespace tokens of the lines as given.
-        matrix: float64 (target words, source words) weights the links were read from (``nmt-align --soft``).
-
-    Example::
-
-        >>> a = model.align(["Ein Hund ."], ["A dog ."])[0]
-        >>> a.pharaoh, a.matrix.shape
-        ('0-0 1-1 2-2', (3, 3))
-    """
-
-    links: list[Link]
-    matrix: np.ndarray
-
-    @property
-    def pharaoh(self) -> str:
-        """The Pharaoh line (``"i-j ..."``, sorted by target word) that ``nmt-align`` writes."""
-        return format_pharaoh(self.links)
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """The model's probability of a given translation (teacher-forced pieces + EOS).
-
-    Attributes:
-        log_prob: ``sum_t log p(y_t | y_<t, x)`` over the target pieces and the final EOS.
-        score: ``log_prob`` with the length penalty, comparable with :attr:`Candidate.score` and the score column
-            of ``nmt-translate --nbest`` for the same output pieces.
-        tokens: the target pieces scored (the target's SentencePiece segmentation), without EOS.
-        token_log_probs: float64 (len(tokens) + 1,): each piece's log-probability, the EOS last.
-
-    Example::
-
-        >>> s = model.score(["Ein Hund ."], ["A dog ."])[0]
-        >>> round(s.log_prob, 3), len(s.token_log_probs) == len(s.tokens) + 1
-        (-1.234, True)
-    """
-
-    log_prob: float
-    score: float
-    tokens: list[str]
-    token_log_probs: np.ndarray
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -194,10 +59,10 @@ def load(
 
     Example::
 
-        >>> import nmt
-        >>> model = nmt.load("runs/demo/checkpoints/best.pt", device="cpu")
-        >>> model.translate(["Ein Hund rennt."])[0].text
-        'A dog is running.'
+        import nmt
+
+        model = nmt.load("runs/demo/checkpoints/best.pt", device="cpu", precision="fp32")
+        print(model.translate(["Ein Hund rennt."])[0].text)
     """
     try:
         precision = Precision(precision)
@@ -311,8 +176,9 @@ class Model:
 
         Example::
 
-            >>> results = model.translate(["Ein Hund rennt.", "Zwei Kinder spielen."], beam_size=4)
-            >>> [r.text for r in results]
+            results = model.translate(["Ein Hund rennt.", "Zwei Kinder spielen."], beam_size=4, nbest=2)
+            for r in results:
+                print(r.text, [(h.text, h.score) for h in r.hypotheses])
             ['A dog is running.', 'Two children are playing.']
         """
         if isinstance(sentences, str):
@@ -377,7 +243,8 @@ class Model:
 
         Example::
 
-            >>> [a.pharaoh for a in model.align(["Ein Hund ."], ["A dog ."], method="shift")]
+            for a in model.align(["Ein Hund bellt ."], ["A dog barks ."], method="shift"):
+                print(a.pharaoh, a.matrix.shape)  # "i-j" links, (target words, source words) = (4, 4)
             ['0-0 1-1 2-2']
         """
         from nmt.analysis.forced import Method
@@ -451,8 +318,8 @@ class Model:
 
         Example::
 
-            >>> s = model.score(["Ein Hund rennt."], ["A dog is running."])[0]
-            >>> s.score <= 0, s.tokens[:2]
+            s = model.score(["Ein Hund rennt."], ["A dog is running."])[0]
+            print(s.log_prob, s.score, list(zip(s.tokens + ["</s>"], s.token_log_probs)))
             (True, ['▁A', '▁dog'])
         """
         if isinstance(src, str) or isinstance(tgt, str):
@@ -514,8 +381,8 @@ class Model:
 
         Example::
 
-            >>> r = model.translate(["Ein Hund rennt."])[0]
-            >>> model.head_attention(r).mean(axis=1).shape  # averaged over heads: one matrix per layer
+            r = model.translate(["Ein Hund rennt."])[0]
+            per_layer = model.head_attention(r).mean(axis=1)  # averaged over heads: (layers, T + 1, S + 1)
             (6, 5, 6)
         """
         from nmt.analysis.forced import teacher_forced_attention
