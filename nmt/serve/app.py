@@ -130,6 +130,11 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__  # FastAPI's 400 for a body it could not read says no more than that
+        if isinstance(cause, UnicodeDecodeError):
+            return _error(400, f"the request body is not valid UTF-8 (byte {cause.start}); send JSON in UTF-8")
+        if isinstance(cause, RecursionError):
+            return _error(400, "the request body is JSON nested too deeply to parse")
         return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestError)

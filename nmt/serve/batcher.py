@@ -1,12 +1,14 @@
 """Dynamic micro-batching: requests that arrive together run as one batch in one worker thread.
 
 The model is called from a single worker thread (a model is not thread-safe, and its alignment setting is global),
-fed from an asyncio queue. The batching loop takes the first waiting job, then gathers every job with the same
-key (the same kind of work and the same options) that arrives within ``max_wait`` seconds, up to ``max_tokens``
-source tokens, and hands the concatenated items to the worker; jobs with another key wait, in arrival order, for
-a later batch. While the worker runs a batch, new requests queue up, so under load batches grow by themselves and
-the wait only matters when the service is idle (the scheme of Ray Serve's ``@serve.batch`` and Triton's dynamic
-batcher, with a token budget instead of a request count, since sentences differ in length).
+fed from an asyncio queue. The batching loop takes the first waiting job, then gathers every job with the same key
+(the same kind of work and the same options) that arrives within ``max_wait`` seconds, up to ``max_tokens`` source
+tokens, and hands the concatenated items to the worker; jobs with another key wait, in arrival order, for a later
+batch. The wait counts from the first job's arrival or from the end of the previous batch, whichever is later:
+while the worker runs a batch new requests queue up, so under load batches grow by themselves, and the clients just
+answered (who send their next request at once) join the next batch instead of splitting the stream into two
+alternating half-size batches. This is the scheme of Ray Serve's ``@serve.batch`` and Triton's dynamic batcher,
+with a token budget instead of a request count, since sentences differ in length.
 
 If a batch of several jobs fails, each job is rerun alone, so a request that breaks the model fails by itself.
 """
@@ -66,6 +68,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] | None = None
         self._deferred: deque[_Job] = deque()  # jobs with another key than the batch being gathered
         self._task: asyncio.Task | None = None
+        self._free_since = 0.0  # when the worker finished its last batch (time.perf_counter)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nmt-worker")
 
     async def start(self) -> None:
@@ -125,7 +128,8 @@ class MicroBatcher:
             else:
                 keep.append(job)
         self._deferred = keep
-        deadline = first.arrived + self.max_wait
+        # From the later of the first job's arrival and the end of the last batch (see the module docstring).
+        deadline = max(first.arrived, self._free_since) + self.max_wait
         while tokens < self.max_tokens:
             job = await self._next_job(deadline - time.perf_counter())
             if job is None:
@@ -149,6 +153,7 @@ class MicroBatcher:
             try:
                 results = await loop.run_in_executor(self._executor, self._run, batch)
             except Exception as e:
+                self._free_since = time.perf_counter()
                 if len(batch) == 1:
                     _fail(batch[0], e)
                     continue
@@ -160,6 +165,7 @@ class MicroBatcher:
                     except Exception as e1:
                         _fail(job, e1)
                 continue
+            self._free_since = time.perf_counter()
             for job, result in zip(batch, results):
                 _succeed(job, result)
 

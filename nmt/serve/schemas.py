@@ -12,7 +12,7 @@ MAX_BEAM = 64  # a bound on work per sentence: beam search costs about beam_size
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- requests

@@ -41,6 +41,15 @@ def cli_env(m30k_slice: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def trained_lines(m30k_slice: Path) -> list[str]:
+    """60 test sentences, an empty line, a blank line and a line far over the trained model's 40 pieces."""
+    from corpus_io import read_gz_lines
+
+    test = read_gz_lines(m30k_slice / "multi30k" / "test_2016_flickr.de.gz")
+    return [*test[:30], "", *test[30:60], "   ", " ".join(test[60:68])]
+
+
+@pytest.fixture(scope="session")
 def trained_cli(trained_checkpoint: Path, m30k_slice: Path, tmp_path_factory: pytest.TempPathFactory):
     """``run(lines, *flags) -> (output lines, alignment lines or None)``: the real ``nmt-translate`` on the trained
     checkpoint (one thread, CPU), memoised, so the API and service tests compare with the same CLI runs."""

@@ -20,10 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def lines(m30k_slice: Path) -> list[str]:
-    """60 test sentences, an empty line, a blank line and a line over the model's 40 pieces (truncated)."""
-    test = read_gz_lines(m30k_slice / "multi30k" / "test_2016_flickr.de.gz")
-    return [*test[:30], "", *test[30:60], "   ", " ".join(test[60:68])]
+def lines(trained_lines: list[str]) -> list[str]:
+    return trained_lines
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,7 @@
     const colLabelH = Math.ceil(Math.max(...cols.map((p) => p.length)) * charW * 0.75) + 18;
     const room = Math.max(300, $("heatmap-wrap").clientWidth - rowLabelW - 20);
     const cell = Math.max(12, Math.min(30, Math.floor(room / cols.length)));
-    svg.setAttribute("width", rowLabelW + cols.length * cell + 10);
+    svg.setAttribute("width", rowLabelW + cols.length * cell + 70);
     svg.setAttribute("height", colLabelH + rows.length * cell + 10);
     svg.setAttribute("data-rows", String(rows.length));
     svg.setAttribute("data-cols", String(cols.length));
@@ -221,6 +221,17 @@
       });
     });
     svg.dataset.cell = String(cell);
+    legend(svg, rowLabelW + cols.length * cell + 14, colLabelH, Math.min(rows.length * cell, 160));
+  }
+
+  // A vertical colour bar from weight 0 (bottom) to 1 (top), since the scale is absolute, not per matrix.
+  function legend(svg, x, y, height) {
+    const defs = el("defs", {}, svg);
+    const grad = el("linearGradient", { id: "legend-gradient", x1: 0, y1: 1, x2: 0, y2: 0 }, defs);
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) el("stop", { offset: t, "stop-color": color(t) }, grad);
+    el("rect", { x: x, y: y, width: 12, height: height, fill: "url(#legend-gradient)", stroke: "#ccc" }, svg);
+    el("text", { x: x + 16, y: y + 9 }, svg, "1");
+    el("text", { x: x + 16, y: y + height }, svg, "0");
   }
 
   // ------------------------------------------------------------------------------------------ highlighting
