@@ -68,11 +68,11 @@ def load(
         precision = Precision(precision)
     except ValueError:
         raise ConfigError(f"precision must be one of fp32, bf16, fp16, got {precision!r}") from None
+    if max_source_len is not None and max_source_len < 1:
+        raise ConfigError(f"max_source_len must be positive, got {max_source_len}")
     paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     dev = resolve_device(device)
     model, tokenizer, cfg = load_models(paths, dev)
-    if max_source_len is not None and max_source_len < 1:
-        raise ConfigError(f"max_source_len must be positive, got {max_source_len}")
     return Model(model, tokenizer, cfg, device=dev, precision=precision, max_source_len=max_source_len)
 
 

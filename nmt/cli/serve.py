@@ -9,6 +9,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -54,25 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     lim = p.add_argument_group("limits and batching")
-    lim.add_argument(
-        "--max-batch-tokens", type=int, default=d.max_batch_tokens, metavar="N", help="source tokens per micro-batch"
-    )
-    lim.add_argument(
-        "--batch-wait-ms", type=float, default=d.batch_wait_ms, metavar="MS", help="wait for more requests this long"
-    )
-    lim.add_argument(
-        "--max-request-sentences", type=int, default=d.max_request_sentences, metavar="N", help="sentences per request"
-    )
-    lim.add_argument(
-        "--max-sentence-pieces",
-        type=int,
-        metavar="N",
-        help="pieces per sentence (default: the checkpoint's data.max_len, where nmt-translate truncates)",
-    )
-    lim.add_argument(
-        "--max-sentence-chars", type=int, default=d.max_sentence_chars, metavar="N", help="characters per sentence"
-    )
-    lim.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, metavar="N", help="bytes per request")
+    for f in dataclasses.fields(Limits):  # one flag per field, its help from the field's metadata
+        default = None if f.name == "max_sentence_pieces" else getattr(d, f.name)
+        shown = "the checkpoint's data.max_len, where nmt-translate truncates" if default is None else "%(default)s"
+        lim.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(getattr(d, f.name)),
+            default=default,
+            metavar="MS" if f.name.endswith("_ms") else "N",
+            help=f"{f.metadata['help']} (default: {shown})",
+        )
     r = p.add_argument_group("running")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     r.add_argument(

@@ -52,13 +52,18 @@ def explore(model: Model, sentence: str, *, beam_size: int | None = None) -> dic
     if not result.source_tokens:
         out["note"] = "An empty sentence is not given to the model: there is no attention to show."
         return out
-    out["attention"] = _views(model, result.source_tokens, best.tokens, model.head_attention(result), out)
+    heads = model.head_attention(result)
+    out["attention"] = _views(model, result.source_tokens, best.tokens, heads, len(src_words), len(tgt_words))
     return out
 
 
-def _views(model: Model, src: list[str], tgt: list[str], heads: np.ndarray, out: dict) -> dict[str, Any]:
-    """Every layer's head average and single heads (and the checkpoint's head subset, if it uses one)."""
-    n_src, n_tgt = len(out["source_words"]), len(out["target_words"])
+def _views(model: Model, src: list[str], tgt: list[str], heads: np.ndarray, n_src: int, n_tgt: int) -> dict[str, Any]:
+    """Every layer's head average and single heads (and the checkpoint's head subset, if it uses one).
+
+    Args:
+        src, tgt: the source and target pieces. heads: (layers, heads, T+1, S+1) from ``head_attention``.
+        n_src, n_tgt: whitespace words of the source and the translation.
+    """
 
     def view(layer: int | None, chosen: list[int] | None, label: str, matrix: np.ndarray) -> dict[str, Any]:
         links = attention_to_links(matrix, src, tgt, n_src_words=n_src, n_tgt_words=n_tgt)
