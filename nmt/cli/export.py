@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmt.cli.common import run_cli, setup_logging
+from nmt.cli.common import new_parser, run_cli, setup_logging
 from nmt.export import QUANTIZATIONS
 
 PROG = "nmt-export"
@@ -40,12 +40,7 @@ exit status: 0 success, 2 a user error (bad checkpoint or flags, an RNN model, a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Convert an nmt checkpoint for another inference engine.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser(PROG, "Convert an nmt checkpoint for another inference engine.", EPILOG)
     p.add_argument("--checkpoint", "-c", required=True, metavar="CKPT", help="the nmt checkpoint (.pt)")
     p.add_argument("--format", required=True, choices=["ctranslate2"], help="the target engine")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="the directory to create")

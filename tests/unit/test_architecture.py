@@ -3,7 +3,7 @@ to a higher one, strings-only scoring, models that never import the data package
 
 Layers, lowest first (a module may import its own layer and those below):
 errors/specials <- config <- data <- models <- search/checkpoint <- translate/analysis/evaluate
-<- report/experiments/export <- training <- cli. The package root (``nmt/__init__.py``) is the facade and is
+<- report/experiments/export/api <- training/serve <- cli. The package root (``nmt/__init__.py``) is the facade and is
 not checked.
 """
 
@@ -23,8 +23,8 @@ LAYERS = [
     ["nmt.models"],
     ["nmt.search", "nmt.search_rules", "nmt.checkpoint"],
     ["nmt.translate", "nmt.analysis", "nmt.evaluate"],
-    ["nmt.report", "nmt.experiments", "nmt.export"],
-    ["nmt.training"],
+    ["nmt.report", "nmt.experiments", "nmt.export", "nmt.api"],
+    ["nmt.training", "nmt.serve"],
     ["nmt.cli"],
 ]
 
