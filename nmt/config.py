@@ -83,6 +83,13 @@ class PlateauMetric(str, Enum):
     loss = "loss"  # dev loss, lower is better
 
 
+class InitReset(str, Enum):
+    """What a run started from ``train.init_from`` takes afresh (the weights always come from the checkpoint)."""
+
+    all = "all"  # everything: optimizer moments, schedule, step count, data order, best score (fine-tuning)
+    schedule = "schedule"  # all but the optimizer's moments, taken from a resumable checkpoint (last.pt, step_N.pt)
+
+
 class EarlyStop(str, Enum):
     """When beam search may stop a sentence before ``beam_size`` of its hypotheses have finished (nmt.search)."""
 
@@ -347,6 +354,21 @@ class TrainConfig:
     compile: bool = False
     seed: int = 1
     resume: str | None = None  # checkpoint path; by default the run directory's last.pt is resumed
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "start a new run (step 0, new optimizer and schedule) from the weights of this checkpoint; the "
+            "model shape and tokenizer are the checkpoint's (fine-tuning). A run directory with its own last.pt "
+            "resumes instead"
+        },
+    )
+    init_reset: InitReset = field(
+        default=InitReset.all,
+        metadata={
+            "help": "with init_from: all (weights only) or schedule (also the Adam moments of a resumable "
+            "last.pt / step_N.pt; the step count, schedule and data order still start afresh)"
+        },
+    )
     num_workers: int = 1  # background batch-building threads (0 = in the training loop)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     max_nan_steps: int = 5  # consecutive non-finite losses before the run stops
@@ -366,6 +388,11 @@ class TrainConfig:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_steps < 0 or self.eval_every < 1 or self.save_every < 1 or self.keep_last < 1:
             raise ConfigError("train.max_steps >= 0 and train.eval_every, save_every, keep_last >= 1 are required")
+        if self.resume and self.init_from:
+            raise ConfigError(
+                "train.resume and train.init_from exclude each other: resume continues a run (weights, optimizer, "
+                "step count), init_from starts a new one from a checkpoint's weights"
+            )
 
 
 # --------------------------------------------------------------------------------------------- root

@@ -18,14 +18,14 @@ from typing import Any
 
 import torch
 
-from nmt.config import NMTConfig, to_dict
+from nmt.config import InitReset, NMTConfig, to_dict
 from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
 from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
-from nmt.training import distributed, guided, runtime, session
+from nmt.training import distributed, finetune, guided, runtime, session
 from nmt.training.metrics import MetricsWriter, Progress, Window
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import Updater
@@ -69,8 +69,10 @@ class Trainer:
 
         ckpt_path = session.resume_path(self.tc, run_dir)
         resumed = session.load_resume(ckpt_path, cfg, self.dist.world_size) if ckpt_path else None
+        # Fine-tuning (train.init_from): its weights and tokenizer; a run that has its own checkpoint resumes instead.
+        init = finetune.load_init(cfg, resuming=resumed is not None) if self.tc.init_from else None
         seed_everything(self.tc.seed + self.dist.rank)  # ranks differ in dropout, never in initial weights (DDP)
-        self.data: PreparedData = session.prepare(cfg, self.dist, resumed)
+        self.data: PreparedData = session.prepare(cfg, self.dist, resumed or init)
         self.tokenizer = self.data.tokenizer
         if self.main:
             self.tokenizer.save(run_dir / "tokenizer")
@@ -80,6 +82,8 @@ class Trainer:
         ).to(self.device)
         if resumed:
             self.model.load_state_dict(resumed["model"])
+        elif init:
+            finetune.load_weights(self.model, init, str(self.tc.init_from))
         self.n_params = self.model.num_parameters()
         # Guided alignment: batches carry word links and the forward also returns the supervised attention.
         self.guide = guided.attach(cfg, self.data.train, self.tokenizer)  # None without train.alignment.file
@@ -100,6 +104,8 @@ class Trainer:
         self.loader = session.make_loader(train_data, self.tc, self.dist, self.device)
         self.flops_per_token = session.count_flops(self.model, self.data.train, self.loader, self.device)
         self.state = TrainerState(world_size=self.dist.world_size)
+        if init and self.tc.init_reset == InitReset.schedule:
+            finetune.load_optimizer_moments(self.updater.optimizer, init)
         if resumed:
             self.updater.load_state_dict(resumed)
             self.loader.load_state_dict(resumed["loader"][self.dist.rank])
