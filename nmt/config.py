@@ -133,11 +133,37 @@ class TokenizerConfig:
     character_coverage: float = 1.0
     input_sentence_size: int = 2_000_000  # sentences sampled for training on large corpora
     shuffle_input_sentence: bool = True  # sample those sentences at random (else: the first ones)
-    model_path: str | None = None  # reuse this .model (joint) instead of training
+    model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "reuse this joint .model (any special ids) or a directory with joint.model or "
+            "src.model + tgt.model, instead of training"
+        },
+    )
+    src_model_path: str | None = field(
+        default=None,
+        metadata={"help": "reuse this source-side .model (with tgt_model_path and joint=false) instead of training"},
+    )
+    tgt_model_path: str | None = field(
+        default=None,
+        metadata={"help": "reuse this target-side .model (with src_model_path and joint=false) instead of training"},
+    )
     sampling_alpha: float = 0.0  # subword regularisation in training only; 0 disables it
     sampling_nbest: int = -1
 
     def __post_init__(self) -> None:
+        if bool(self.src_model_path) != bool(self.tgt_model_path):
+            raise ConfigError("tokenizer.src_model_path and tokenizer.tgt_model_path go together: set both or neither")
+        if self.src_model_path and self.model_path:
+            raise ConfigError(
+                "tokenizer.model_path (one joint model) and tokenizer.src_model_path/tgt_model_path (two models) "
+                "exclude each other: set one or the other"
+            )
+        if self.src_model_path and self.joint:
+            raise ConfigError(
+                "tokenizer.src_model_path/tgt_model_path bring two vocabularies: set tokenizer.joint=false "
+                "(and model.tie_embeddings=false for a Transformer)"
+            )
         if self.vocab_size < 8:
             raise ConfigError(f"tokenizer.vocab_size must be at least 8, got {self.vocab_size}")
         if not 0.0 <= self.sampling_alpha <= 1.0:
