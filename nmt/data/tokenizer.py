@@ -97,12 +97,10 @@ class Tokenizer:
             raise CheckpointError(f"not a tokenizer state: expected keys {{'joint'}} or {{'src', 'tgt'}}, got {keys}")
         processors = {}
         for key in sorted(keys):
-            sp = spm.SentencePieceProcessor()
             try:
-                sp.LoadFromSerializedProto(bytes(state[key]))
-            except (RuntimeError, OSError, TypeError) as e:
+                processors[key] = _processor(bytes(state[key]))
+            except ValueError as e:
                 raise CheckpointError(f"tokenizer state {key!r} is not a SentencePiece model: {e}") from None
-            processors[key] = sp
         src, tgt = (processors[JOINT], None) if JOINT in processors else (processors[SRC], processors[TGT])
         return cls(src, tgt, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
 
@@ -135,13 +133,14 @@ class Tokenizer:
         missing = [str(p) for p in names.values() if not p.is_file()]
         if missing:
             raise DataError(f"tokenizer model not found: {', '.join(missing)}")
+        processors = {}
         for key, p in names.items():
             try:
-                spm.SentencePieceProcessor().LoadFromSerializedProto(p.read_bytes())
-            except (RuntimeError, OSError, TypeError) as e:
+                processors[key] = _processor(p.read_bytes())
+            except ValueError as e:
                 raise DataError(f"{p} ({key} tokenizer) is not a SentencePiece model: {e}") from None
-        state = {key: p.read_bytes() for key, p in names.items()}
-        return cls.from_state(state, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
+        src, tgt = (processors[JOINT], None) if JOINT in processors else (processors[SRC], processors[TGT])
+        return cls(src, tgt, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
 
     # ----------------------------------------------------------------------------------------- storage
     def to_state(self) -> dict[str, bytes]:
@@ -230,6 +229,16 @@ class Tokenizer:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _processor(proto: bytes) -> spm.SentencePieceProcessor:
+    """A SentencePiece processor from model bytes; ValueError (with SentencePiece's reason) if they are not one."""
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(proto)
+    except (RuntimeError, OSError, TypeError) as e:
+        raise ValueError(str(e)) from None
+    return sp
+
+
 def _chain(*sides: Iterable[str]) -> Iterator[str]:
     for side in sides:
         yield from side
