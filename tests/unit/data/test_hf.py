@@ -218,7 +218,7 @@ def test_streaming_consumes_the_corpus_chunk_by_chunk(
     import datasets
 
     src, tgt = _expected(m30k_slice)
-    corpus = CountingRows(src, tgt, repeat=10)  # 20,000 rows
+    corpus = CountingRows(src, tgt, repeat=5)  # 10,000 rows
     pairs = zip(*_expected(m30k_slice, "val"))
     val = datasets.Dataset.from_dict({"translation": [{"de": s, "en": t} for s, t in pairs]})
     splits = {"train": datasets.IterableDataset.from_generator(corpus.rows), "validation": val}

@@ -34,14 +34,14 @@ def texts(m30k_slice: Path) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def models(texts: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{layout}.{lang}.model`` files trained as ``spm_train --input=... --model_prefix=...`` would (full character
-    coverage, so that every sentence round-trips)."""
+    """``{layout}.en.model`` for every layout and ``spm_defaults.de.model``, trained as ``spm_train --input=...
+    --model_prefix=...`` would (full character coverage, so that every sentence round-trips)."""
     out = tmp_path_factory.mktemp("spm")
     paths = {}
     for lang, lines in texts.items():
         corpus = out / f"train.{lang}"
         corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for layout, flags in LAYOUTS.items():
+        for layout, flags in LAYOUTS.items() if lang == "en" else [("spm_defaults", {})]:
             prefix = out / f"{layout}.{lang}"
             spm.SentencePieceTrainer.train(
                 input=str(corpus),
@@ -141,6 +141,6 @@ def test_model_paths_are_checked(models: dict[str, Path], tmp_path: Path) -> Non
         TokenizerConfig(model_path="x.model", src_model_path="de.model", tgt_model_path="en.model", joint=False)
     (tmp_path / "broken.model").write_text("not a model")
     with pytest.raises(DataError, match=r"broken\.model \(tgt tokenizer\) is not a SentencePiece model"):
-        Tokenizer.load(models["t5.de"], tmp_path / "broken.model")
+        Tokenizer.load(models["spm_defaults.de"], tmp_path / "broken.model")
     with pytest.raises(DataError, match=r"not found: .*missing\.model"):
-        Tokenizer.load(models["t5.de"], tmp_path / "missing.model")
+        Tokenizer.load(models["spm_defaults.de"], tmp_path / "missing.model")

@@ -12,8 +12,9 @@ from corpus_io import read_gz_lines
 
 from nmt.config import DataConfig, NMTConfig, SearchConfig, TokenizerConfig, TrainConfig, TransformerConfig
 from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.data.prepare import prepare_data
 from nmt.data.tokenizer import Tokenizer
-from nmt.training.trainer import Trainer, train
+from nmt.training.trainer import train
 from nmt.translate import Translator
 
 
@@ -41,9 +42,17 @@ def _config(m30k_slice: Path, cache: Path, src: Path, tgt: Path) -> NMTConfig:
             d_model=32, ffn_dim=64, heads=2, encoder_layers=1, decoder_layers=2, dropout=0.0, tie_embeddings=False
         ),
         train=TrainConfig(
-            batch_tokens=1024, warmup_steps=5, lr=3e-3, max_steps=20, eval_every=20, save_every=20, threads=1
+            batch_tokens=1024,
+            warmup_steps=5,
+            lr=3e-3,
+            max_steps=20,
+            eval_every=20,
+            save_every=20,
+            threads=1,
+            heatmap_sentences=0,
+            matmul_peak_gflops=1.0,
         ),
-        search=SearchConfig(beam_size=2, max_len_a=1.2, max_len_b=5),
+        search=SearchConfig(beam_size=1, max_len_a=1.2, max_len_b=5),
     )
 
 
@@ -52,18 +61,13 @@ def test_training_and_translation_with_brought_models(
 ) -> None:
     src, tgt = brought
     cfg = _config(m30k_slice, tmp_path / "cache", src, tgt)
-    trainer = Trainer(cfg, tmp_path / "inspect")
-    try:
-        tok = trainer.tokenizer
-        assert (tok.src_vocab_size, tok.tgt_vocab_size) == (301, 301)  # a pad slot (source), a bos slot (target)
-        assert trainer.model.src_embed.num_embeddings == trainer.model.tgt_embed.num_embeddings == 301
-        batch = trainer.data.train.batch(list(range(64)))
-        pieces = batch.tgt_out[(batch.tgt_out != PAD_ID) & (batch.tgt_out != EOS_ID)]
-        assert int(pieces.min()) > UNK_ID and int(pieces.max()) < 301  # no piece collides with a special
-        assert bool((batch.tgt_in[:, 0] == BOS_ID).all())
-        assert int(batch.src.max()) < 301
-    finally:
-        trainer.close()
+    data = prepare_data(cfg.data, cfg.tokenizer)
+    tok = data.tokenizer
+    assert (tok.src_vocab_size, tok.tgt_vocab_size) == (301, 301)  # a pad slot (source), a bos slot (target)
+    batch = data.train.batch(list(range(64)))
+    pieces = batch.tgt_out[(batch.tgt_out != PAD_ID) & (batch.tgt_out != EOS_ID)]
+    assert int(pieces.min()) > UNK_ID and int(pieces.max()) < 301  # no piece collides with a special
+    assert bool((batch.tgt_in[:, 0] == BOS_ID).all()) and int(batch.src.max()) < 301
 
     run = tmp_path / "run"
     train(cfg, run)
@@ -72,13 +76,12 @@ def test_training_and_translation_with_brought_models(
 
     # After loading, the checkpoint's tokenizer is the brought one: the same ids, so the same translations.
     val = (m30k_slice / "multi30k/val.de").read_text(encoding="utf-8").splitlines()[:20]
-    from_checkpoint = Translator.from_checkpoints([run / "checkpoints/best.pt"])
+    from_checkpoint = Translator.from_checkpoints([run / "checkpoints/best.pt"], search={"beam_size": 2})
+    model = from_checkpoint.model
+    assert model.src_embed.num_embeddings == model.tgt_embed.num_embeddings == 301
     assert from_checkpoint.tokenizer.encode_src(val) == Tokenizer.load(src, tgt).encode_src(val)
     from_files = Translator(
-        from_checkpoint.model,
-        Tokenizer.load(src, tgt),
-        from_checkpoint.cfg,
-        max_source_len=from_checkpoint.max_source_len,
+        model, Tokenizer.load(src, tgt), from_checkpoint.cfg, max_source_len=from_checkpoint.max_source_len
     )
     got, expected = from_checkpoint.translate(val), from_files.translate(val)
     assert [t.texts for t in got] == [t.texts for t in expected]
