@@ -11,9 +11,9 @@ import torch
 from corpus_io import read_gz_lines
 
 from nmt.config import DataConfig, NMTConfig, SearchConfig, TokenizerConfig, TrainConfig, TransformerConfig
-from nmt.data.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.data.prepare import prepare_data
 from nmt.data.tokenizer import Tokenizer
+from nmt.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.training.trainer import train
 from nmt.translate import Translator
 
