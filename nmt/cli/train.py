@@ -129,9 +129,33 @@ def run(cfg: DictConfig) -> float:
 
 def _train(cfg: DictConfig, run_dir: Path) -> float:
     typed = to_typed(cfg)
+    if typed.train.init_from:
+        typed = fine_tuning_config(typed, run_dir, list(HydraConfig.get().overrides.task))
     from nmt.training.trainer import train
 
     return train(typed, run_dir)
+
+
+def fine_tuning_config(cfg: NMTConfig, run_dir: Path, overrides: list[str]) -> NMTConfig:
+    """``train.init_from``: the model and tokenizer sections become the checkpoint's (those of the run's own
+    checkpoint when it resumes), except keys set on the command line, which must not contradict them
+    (:func:`nmt.training.finetune.adopt`). A ``model=`` / ``tokenizer=`` preset names the architecture (and an
+    RNN's attention) / the tokenizer type."""
+    from nmt.checkpoint import load_checkpoint
+    from nmt.config import RNNConfig
+    from nmt.training import finetune, session
+
+    keep: set[str] = set()
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0].strip()
+        if key == "model":
+            keep |= {"model.arch", "model.attention"} if isinstance(cfg.model, RNNConfig) else {"model.arch"}
+        elif key == "tokenizer":
+            keep.add("tokenizer.type")
+        elif key.startswith(("model.", "tokenizer.")):
+            keep.add(key)
+    source = session.resume_path(cfg.train, run_dir) or Path(str(cfg.train.init_from)).expanduser()
+    return finetune.adopt(cfg, load_checkpoint(source)["config"], keep=keep, path=source)
 
 
 def _limits(cfg: DictConfig) -> dict[str, int]:
