@@ -1,4 +1,4 @@
-"""Where training reports go: ``metrics.jsonl``, TensorBoard, and a progress bar or plain log lines.
+"""Where training figures go: ``metrics.jsonl`` and TensorBoard (the console and ``train.log``: :mod:`.progress`).
 
 Only rank 0 builds a :class:`MetricsWriter`; the others get a disabled one, so call sites need no rank checks.
 """
@@ -6,16 +6,12 @@ Only rank 0 builds a :class:`MetricsWriter`; the others get a disabled one, so c
 from __future__ import annotations
 
 import json
-import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-
-log = logging.getLogger("nmt.training.trainer")  # progress lines read as the trainer's
 
 
 class MetricsWriter:
@@ -84,42 +80,6 @@ class MetricsWriter:
             self.enabled = False
 
 
-class Progress:
-    """A tqdm bar (loss, lr, tok/s) when stderr is a terminal, else a plain log line every ``every`` updates."""
-
-    def __init__(self, *, total: int, initial: int, every: int, enabled: bool = True) -> None:
-        self.every = every
-        self.bar = None
-        self.enabled = enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True, leave=False)
-
-    def update(self, step: int, values: dict[str, Any]) -> None:
-        """Called once per update with the latest figures (plain lines only on logging steps)."""
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if step % self.every == 0:
-                self.bar.set_postfix_str(_fmt(values), refresh=False)
-        elif step % self.every == 0:
-            log.info("step %d | %s", step, _fmt(values))
-
-    def write(self, message: str) -> None:
-        """Log ``message`` without tearing the bar."""
-        if self.bar is not None:
-            self.bar.clear()
-        log.info(message)
-        if self.bar is not None:
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 class Window:
     """Figures summed over the updates since the last log line."""
 
@@ -178,15 +138,6 @@ class Window:
             "tgt_tokens": tgt_tokens,
             **({"align_loss": self.align_sum / self.align_rows} if self.align_rows else {}),
         }
-
-
-def _fmt(values: dict[str, Any]) -> str:
-    parts = []
-    for k, v in values.items():
-        if isinstance(v, float):
-            v = f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
-        parts.append(f"{k} {v}")
-    return " | ".join(parts)
 
 
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, *, repeats: int = 3) -> float:

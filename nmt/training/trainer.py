@@ -26,7 +26,8 @@ from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
 from nmt.training import distributed, finetune, guided, runtime, session
-from nmt.training.metrics import MetricsWriter, Progress, Window
+from nmt.training.metrics import MetricsWriter, Window
+from nmt.training.progress import Progress
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import Updater
 from nmt.training.validate import draw_heatmaps, validate
@@ -144,7 +145,9 @@ class Trainer:
         tc, state = self.tc, self.state
         state.finished = ""  # a resumed run whose limit was raised goes on
         self.metrics.text("config", session.config_markdown(self.cfg), state.step)
-        progress = Progress(total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main)
+        progress = Progress(
+            total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main, elapsed=self.wall_seconds()
+        )
         window = Window()
         batches = iter(self.loader)
         try:
@@ -162,7 +165,7 @@ class Trainer:
                 state.train_seconds += time.perf_counter() - t0
                 # Any rank's signal stops every rank at this same step (the flags were summed over ranks).
                 signum = (self.signals.received or signal.SIGTERM) if figures["signal"] else 0
-                progress.update(state.step, window.brief())
+                progress.update(state.step, window.brief(), epoch=state.epoch)
                 if state.step % tc.log_every == 0:
                     record = window.record(
                         flops_per_token=self.flops_per_token,

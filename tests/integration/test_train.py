@@ -80,7 +80,11 @@ def test_a_short_run_leaves_checkpoints_metrics_tensorboard_and_results(runs, mo
     last = load_checkpoint(ckpts / "last.pt")
     assert last["step"] == 20 and last["trainer"]["finished"] == "max_steps" and last["config"]["model"]["arch"]
     assert (run_dir / ".hydra" / "config.yaml").exists() and list((run_dir / "tokenizer").glob("*.model"))
-    assert "starting a new run" in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    assert "starting a new run" in log and "checkpoint: step 10" in log and "validation step 20" in log
+    # Not a terminal (stderr is a pipe): a progress line every train.log_every updates, in train.log too.
+    assert "step 5/20 (25%) | epoch 1 | loss " in log and "step 20/20 (100%)" in log
+    assert " tok/s | " in log and "| elapsed " in log and "| ETA " in log
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
