@@ -26,15 +26,30 @@ def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def last_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
-    """The newest ``n`` step checkpoints of a run directory (or of its ``checkpoints/`` folder)."""
+def last_checkpoints(run_dir: str | Path, n: int | None = None) -> list[Path]:
+    """The newest ``n`` step checkpoints of a run directory (or of its ``checkpoints/`` folder).
+
+    Args:
+        run_dir: the run directory, or its ``checkpoints/`` folder.
+        n: how many; None: as many as the run keeps (``train.keep_last`` in the newest checkpoint's config), or all
+            there are when the run is shorter than that.
+
+    Raises:
+        CheckpointError: no step checkpoints, or fewer than ``n``.
+    """
     run_dir = Path(run_dir)
     directory = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
     found = step_checkpoints(directory)
     if not found:
         raise CheckpointError(f"no step_N.pt checkpoints in {directory}")
+    if n is None:
+        kept = load_checkpoint(found[-1][1])["config"].get("train", {}).get("keep_last")
+        n = min(int(kept), len(found)) if isinstance(kept, int) and kept > 0 else len(found)
     if len(found) < n:
-        raise CheckpointError(f"asked for the last {n} checkpoints, but {directory} holds only {len(found)}")
+        raise CheckpointError(
+            f"asked for the last {n} checkpoints, but {directory} holds only {len(found)} (a run keeps "
+            "train.keep_last of them, 3 by default: raise it when training to average more)"
+        )
     return [p for _, p in found[-n:]]
 
 

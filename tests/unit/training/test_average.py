@@ -1,4 +1,4 @@
-"""Checkpoint averaging: the element-wise mean of the weights, checked inputs, ``--last N`` selection."""
+"""Checkpoint averaging: the element-wise mean of the weights, checked inputs, ``--last [N]`` selection."""
 
 from __future__ import annotations
 
@@ -54,3 +54,28 @@ def test_mismatched_models_and_missing_files_are_clear_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope.pt" in err and "Traceback" not in err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_last_without_n_averages_as_many_checkpoints_as_the_run_keeps(tmp_path, capsys):
+    ckpts = tmp_path / "checkpoints"
+    for step in (10, 20, 30, 40):  # one more than keep_last: a run killed before it deleted the oldest
+        write(ckpts / f"step_{step}.pt", step, torch.full((2,), float(step)), config={"train": {"keep_last": 3}})
+    assert [p.name for p in last_checkpoints(tmp_path)] == ["step_20.pt", "step_30.pt", "step_40.pt"]
+    assert main(["--last", str(tmp_path), "--output", str(tmp_path / "avg.pt")]) == 0
+    assert torch.equal(load_checkpoint(tmp_path / "avg.pt")["model"]["w"], torch.full((2,), 30.0))
+    assert "averaged 3 checkpoints" in capsys.readouterr().err
+
+    short = tmp_path / "short"  # a run that stopped before it saved keep_last step checkpoints: all it has
+    for step in (10, 20):
+        write(short / f"step_{step}.pt", step, torch.full((2,), float(step)), config={"train": {"keep_last": 5}})
+    assert [p.name for p in last_checkpoints(short)] == ["step_10.pt", "step_20.pt"]
+    with pytest.raises(CheckpointError, match=r"holds only 2 .*raise it when training"):
+        last_checkpoints(short, 3)
+
+
+def test_last_takes_one_or_two_values(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--last", "1", "2", "3", "--output", str(tmp_path / "x.pt")])
+    assert "--last takes [N] RUN_DIR" in capsys.readouterr().err
+    assert main(["--last", "zero", str(tmp_path), "--output", str(tmp_path / "x.pt")]) == 2
+    assert "positive number" in capsys.readouterr().err
