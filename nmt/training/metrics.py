@@ -41,6 +41,7 @@ class MetricsWriter:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
         purge = None if resume_step is None else resume_step + 1
+        self.fresh = not any((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # no session wrote here yet
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
 
     def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
@@ -63,11 +64,34 @@ class MetricsWriter:
         if self.enabled:
             self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyper-parameters next to the final scores (TensorBoard's HPARAMS tab compares runs)."""
-        if self.enabled:
-            plain = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
-            self.writer.add_hparams(plain, metrics, run_name="hparams")
+    def hparams(self, hparams: dict[str, Any]) -> None:
+        """The run's settings for TensorBoard's HPARAMS tab, written once per run into the run itself.
+
+        Only a session-start summary is written (in a new run's first event file; a resumed or restarted run's
+        directory already has it): TensorBoard then takes the columns from the union of all runs' settings (an
+        RNN's next to a Transformer's) and the metric columns from the runs' scalars, among them the final scores
+        of :meth:`final_scores`. torch's ``add_hparams`` would instead add a second run (a subdirectory) per call.
+        """
+        if not self.enabled or not self.fresh:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        plain = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+        _, start, _ = hparams_summaries(plain, {})
+        self.writer.file_writer.add_summary(start)
+        self.fresh = False
+
+    def final_scores(self, scores: dict[str, float], step: int) -> None:
+        """The run's final scores as scalars at ``step`` (the HPARAMS tab's metrics), and the session's end."""
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        for tag, value in scores.items():
+            self.writer.add_scalar(tag, value, step)
+        _, _, end = hparams_summaries({}, {})
+        self.writer.file_writer.add_summary(end)
+        self.writer.flush()
 
     def flush(self) -> None:
         if self.enabled:

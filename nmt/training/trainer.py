@@ -145,6 +145,7 @@ class Trainer:
         tc, state = self.tc, self.state
         state.finished = ""  # a resumed run whose limit was raised goes on
         self.metrics.text("config", session.config_markdown(self.cfg), state.step)
+        self.metrics.hparams(session.hparams(self.cfg))  # once per run: not again when it resumes
         progress = Progress(
             total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main, elapsed=self.wall_seconds()
         )
@@ -310,7 +311,7 @@ class Trainer:
         return self.state.best_bleu
 
     def final_report(self) -> dict[str, Any]:
-        """Decode dev and test sets with the best checkpoint, write ``results.json``, and the TensorBoard HParams."""
+        """Decode dev and test sets with the best checkpoint, write ``results.json`` and the final scores."""
         results = session.final_report(
             cfg=self.cfg,
             model=self.model,
@@ -327,8 +328,7 @@ class Trainer:
                 **({"rank_weights_sha256": self.rank_digests} if self.dist.enabled else {}),
             },
         )
-        scores = {"hparam/dev_bleu": results["dev"]["bleu"], "hparam/best_step": float(self.state.best_step)}
-        self.metrics.hparams(session.hparams(self.cfg), scores)
+        self.metrics.final_scores(session.final_scores(results, self.state.best_step), self.state.step)
         return results
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ import pytest
 import torch
 from integration_helpers import BIN, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_io import hparams_sessions
 
 from nmt.checkpoint import load_checkpoint, load_for_inference
 from nmt.experiments.jobs import Status, read_job
@@ -107,6 +108,14 @@ def test_a_short_run_leaves_checkpoints_metrics_tensorboard_and_results(runs, mo
 
     results = json.loads((run_dir / "results.json").read_text())
     (test,) = results["test"]
+    # HParams: once, in the run itself (no second run in a subdirectory), with data and tokenizer keys; the test
+    # BLEU is among the run's scalars (the HParams tab's metric columns).
+    assert [p for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
+    (settings,) = hparams_sessions(run_dir / "tensorboard")
+    assert settings["data.src_lang"] == "de" and settings["tokenizer.vocab_size"] == 500 and settings["train.lr"] > 0
+    assert settings["model.arch"] == last["config"]["model"]["arch"] and "search.beam_size" in settings
+    assert [(e.step, round(e.value, 4)) for e in acc.Scalars("hparam/test_bleu")] == [(20, round(test["bleu"], 4))]
+    assert {"hparam/dev_bleu", "hparam/test_chrf", "hparam/best_step"} <= set(acc.Tags()["scalars"])
     assert test["name"] == "test_2016_flickr" and test["sentences"] == 100
     assert test["bleu_signature"].startswith("nrefs:1|") and "chrf" in test
     assert results["parameters"] > 0 and results["steps"] == 20 and results["tokens_per_s"] > 0
@@ -120,6 +129,7 @@ def test_rerunning_a_finished_run_says_there_is_nothing_to_do(runs, env, cache):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "NOTHING TO DO" in proc.stdout + proc.stderr and "train.max_steps" in proc.stdout + proc.stderr
     assert (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    assert len(hparams_sessions(run_dir / "tensorboard")) == 1  # the run appears once in TensorBoard's HParams
 
 
 def test_averaging_the_last_checkpoints_gives_a_loadable_mean(runs, tmp_path):
@@ -202,6 +212,7 @@ def test_sigkill_and_sigterm_then_resume_give_bitwise_the_weights_of_an_uninterr
     steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     train_steps = [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert steps == train_steps  # each step logged once, as in the uninterrupted run
+    assert len(hparams_sessions(resumed / "tensorboard")) == 1  # three sessions, one run in TensorBoard's HParams
 
 
 if __name__ == "__main__":  # pragma: no cover
