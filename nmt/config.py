@@ -112,8 +112,14 @@ class HFConfig:
     column per language, or any other layout named by ``src_column`` / ``tgt_column``.
     """
 
-    path: str = ""
-    name: str | None = None  # the hub config, e.g. "de-en"
+    path: str = field(
+        default="",
+        metadata={
+            "help": "a hub dataset (wmt16), a save_to_disk directory, or a file format (parquet, json, arrow, csv, "
+            "text) read from data_files; empty = plain files, not datasets"
+        },
+    )
+    name: str | None = field(default=None, metadata={"help": "the hub dataset's configuration, e.g. de-en"})
     data_files: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -167,14 +173,49 @@ class DataConfig:
     ``hf.path`` set, ``train``/``valid``/``test`` are split names instead of file prefixes.
     """
 
-    src_lang: str = "de"
-    tgt_lang: str = "en"
-    train: str = ""
-    valid: str = ""
-    test: list[str] = field(default_factory=list)
-    max_len: int = 100  # subword pieces per side; longer training pairs are dropped (and counted)
-    download: str | None = None  # name of a public corpus fetched when its files are absent ("multi30k")
-    hf: HFConfig = field(default_factory=HFConfig)  # used when hf.path is set (a field, so overrides can reach it)
+    src_lang: str = field(
+        default="de",
+        metadata={
+            "help": "source language: the suffix of the source files ({prefix}.{src_lang}[.gz]) or its datasets column"
+        },
+    )
+    tgt_lang: str = field(
+        default="en", metadata={"help": "target language: the suffix of the target files or its datasets column"}
+    )
+    train: str = field(
+        default="",
+        metadata={
+            "help": "training corpus: a file prefix (relative: under the data root $NMT_DATA_DIR) or a split of hf.path"
+        },
+    )
+    valid: str = field(
+        default="",
+        metadata={"help": "dev corpus (validation, best checkpoint, early stopping): a file prefix or a split"},
+    )
+    test: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "test corpora, translated with the best checkpoint when training ends: [prefix, ...] or splits"
+        },
+    )
+    max_len: int = field(
+        default=100,
+        metadata={
+            "help": "subword pieces per side: longer training pairs are dropped (and counted); longer sources are cut "
+            "when a checkpoint of this run translates"
+        },
+    )
+    download: str | None = field(
+        default=None,
+        metadata={
+            "help": "a public corpus fetched into the data root when its files are missing (multi30k); null = never"
+        },
+    )
+    # A field (not None by default), so that command-line overrides can reach data.hf.*.
+    hf: HFConfig = field(
+        default_factory=HFConfig,
+        metadata={"help": "a Hugging Face datasets corpus instead of files (data.hf.*; used when data.hf.path is set)"},
+    )
     cache_dir: str = field(
         default="",
         metadata={
@@ -194,12 +235,29 @@ class DataConfig:
 class TokenizerConfig:
     """SentencePiece: trained on the training corpus, or reused from ``model_path``."""
 
-    type: TokenizerType = TokenizerType.unigram
-    vocab_size: int = 8000
-    joint: bool = True  # one model over both languages (lets the Transformer tie all embeddings)
-    character_coverage: float = 1.0
-    input_sentence_size: int = 2_000_000  # sentences sampled for training on large corpora
-    shuffle_input_sentence: bool = True  # sample those sentences at random (else: the first ones)
+    type: TokenizerType = field(default=TokenizerType.unigram, metadata={"help": "SentencePiece model type"})
+    vocab_size: int = field(
+        default=8000, metadata={"help": "pieces in the vocabulary (in each of the two when joint=false)"}
+    )
+    joint: bool = field(
+        default=True,
+        metadata={
+            "help": "one model over both languages (lets a Transformer tie all embeddings); false = one per side"
+        },
+    )
+    character_coverage: float = field(
+        default=1.0,
+        metadata={
+            "help": "share of the corpus's characters the model covers (the rarest become <unk>); about 0.9995 for CJK"
+        },
+    )
+    input_sentence_size: int = field(
+        default=2_000_000,
+        metadata={"help": "sentences sampled from the training corpus to train SentencePiece on (0 = all)"},
+    )
+    shuffle_input_sentence: bool = field(
+        default=True, metadata={"help": "sample those sentences at random (false: the first ones)"}
+    )
     model_path: str | None = field(
         default=None,
         metadata={
@@ -215,8 +273,15 @@ class TokenizerConfig:
         default=None,
         metadata={"help": "reuse this target-side .model (with src_model_path and joint=false) instead of training"},
     )
-    sampling_alpha: float = 0.0  # subword regularisation in training only; 0 disables it
-    sampling_nbest: int = -1
+    sampling_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "subword regularisation in training, 0 = off (unigram: smoothing alpha; bpe: dropout probability)"
+        },
+    )
+    sampling_nbest: int = field(
+        default=-1, metadata={"help": "unigram sampling among the n best segmentations; -1 = the whole lattice"}
+    )
 
     def __post_init__(self) -> None:
         if bool(self.src_model_path) != bool(self.tgt_model_path):
@@ -242,17 +307,35 @@ class TokenizerConfig:
 class RNNConfig:
     """RNN encoder-decoder (bidirectional encoder; Bahdanau, Luong or no attention)."""
 
-    arch: str = "rnn"
-    cell: Cell = Cell.gru
-    embed_dim: int = 256
-    hidden_dim: int = 512  # decoder state size; each encoder direction gets hidden_dim // 2
-    encoder_layers: int = 1
-    decoder_layers: int = 1
-    dropout: float = 0.3
-    attention: AttentionType = AttentionType.bahdanau
-    score: LuongScore = LuongScore.general  # Luong only
-    input_feeding: bool = True  # Luong only
-    tie_embeddings: bool = False  # target embedding = output projection (needs embed_dim-sized output)
+    arch: str = field(
+        default="rnn",
+        metadata={"help": "architecture, set by the model preset (model=rnn_bahdanau | rnn_luong | rnn_none)"},
+    )
+    cell: Cell = field(default=Cell.gru, metadata={"help": "recurrent cell"})
+    embed_dim: int = field(default=256, metadata={"help": "source and target embedding size"})
+    hidden_dim: int = field(
+        default=512, metadata={"help": "decoder state size; each encoder direction gets half of it"}
+    )
+    encoder_layers: int = field(default=1, metadata={"help": "stacked bidirectional encoder layers"})
+    decoder_layers: int = field(default=1, metadata={"help": "stacked decoder layers"})
+    dropout: float = field(
+        default=0.3, metadata={"help": "dropout on embeddings, between layers and on the decoder's output features"}
+    )
+    attention: AttentionType = field(
+        default=AttentionType.bahdanau,
+        metadata={"help": "bahdanau (additive), luong (global, multiplicative) or none (the encoder's summary only)"},
+    )
+    score: LuongScore = field(
+        default=LuongScore.general, metadata={"help": "Luong's score function (attention=luong only)"}
+    )
+    input_feeding: bool = field(
+        default=True,
+        metadata={"help": "feed the previous attentional vector into the next decoder step (attention=luong only)"},
+    )
+    tie_embeddings: bool = field(
+        default=False,
+        metadata={"help": "target embedding = output projection (the output features become embed_dim-sized)"},
+    )
 
     def __post_init__(self) -> None:
         if self.arch != "rnn":
@@ -271,20 +354,42 @@ class RNNConfig:
 class TransformerConfig:
     """Transformer (Vaswani et al. 2017) on fused scaled-dot-product attention."""
 
-    arch: str = "transformer"
-    d_model: int = 256
-    ffn_dim: int = 1024
-    heads: int = 4
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    norm: Norm = Norm.pre
-    positions: Positions = Positions.sinusoidal
-    max_positions: int = 1024  # learned positions only; sinusoids have no ceiling
-    tie_embeddings: bool = True  # source, target and output share one matrix (needs a joint vocabulary)
-    alignment_layer: int = -2  # decoder layer whose cross-attention is dumped (negative counts from the top)
-    alignment_heads: list[int] | None = None  # heads averaged for dumps; None = all
+    arch: str = field(
+        default="transformer", metadata={"help": "architecture, set by the model preset (model=transformer)"}
+    )
+    d_model: int = field(default=256, metadata={"help": "model (embedding) size"})
+    ffn_dim: int = field(default=1024, metadata={"help": "inner size of each feed-forward block"})
+    heads: int = field(default=4, metadata={"help": "attention heads (d_model must be divisible by it)"})
+    encoder_layers: int = field(default=3, metadata={"help": "encoder layers"})
+    decoder_layers: int = field(default=3, metadata={"help": "decoder layers"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on embeddings and on each sub-layer's output"})
+    attention_dropout: float = field(default=0.0, metadata={"help": "dropout on attention weights"})
+    norm: Norm = field(
+        default=Norm.pre,
+        metadata={
+            "help": "layer norm before each sub-layer (pre: stabler) or after its residual sum (post: the original)"
+        },
+    )
+    positions: Positions = field(
+        default=Positions.sinusoidal,
+        metadata={"help": "sinusoidal (any length) or learned position embeddings (up to max_positions)"},
+    )
+    max_positions: int = field(
+        default=1024, metadata={"help": "longest sequence with learned positions (sinusoids have no ceiling)"}
+    )
+    tie_embeddings: bool = field(
+        default=True, metadata={"help": "source, target and output share one matrix (needs tokenizer.joint=true)"}
+    )
+    alignment_layer: int = field(
+        default=-2,
+        metadata={
+            "help": "decoder layer whose cross-attention is dumped, aligned and supervised (negative: from the top)"
+        },
+    )
+    alignment_heads: list[int] | None = field(
+        default=None,
+        metadata={"help": "heads averaged for dumps and word alignments; null = all (with train.alignment.file: [0])"},
+    )
 
     def __post_init__(self) -> None:
         if self.arch != "transformer":
@@ -391,12 +496,27 @@ class AlignmentLossConfig:
     records it so ``nmt-align`` reads the same head. See :mod:`nmt.training.guided`.
     """
 
-    file: str | None = None  # Pharaoh links (0-based i-j, source first) for the training corpus, one line per pair
-    weight: float = 0.05  # objective = translation loss (per token) + weight * alignment loss (per supervised row)
+    file: str | None = field(
+        default=None,
+        metadata={
+            "help": "guided alignment: Pharaoh links of the training corpus (0-based i-j, source first, line per pair)"
+        },
+    )
+    weight: float = field(
+        default=0.05,
+        metadata={
+            "help": "objective = translation loss (per token) + weight x alignment loss (per supervised attention row)"
+        },
+    )
     # Supervise the decoder step whose *input* is the target piece (Shift-Att's row, read by nmt-align --method
     # shift) instead of the step that predicts it: the head then knows the word it aligns, as in Garg et al.'s
     # unmasked alignment pass, rather than having to guess the next word first.
-    shift: bool = False
+    shift: bool = field(
+        default=False,
+        metadata={
+            "help": "supervise the step that receives each target piece (Shift-Att's row), not the step predicting it"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight < float("inf"):
@@ -405,38 +525,94 @@ class AlignmentLossConfig:
 
 @dataclass
 class TrainConfig:
-    batch_tokens: int = 4096  # padded tokens per batch (max of source and target side)
-    accumulate: int = 1
-    optimizer: Optimizer = Optimizer.adam
-    lr: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    weight_decay: float = 0.0
-    schedule: Schedule = Schedule.inverse_sqrt
-    warmup_steps: int = 1000
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
-    plateau_metric: PlateauMetric = PlateauMetric.bleu
-    min_lr: float = 1e-6
-    clip_norm: float = 1.0  # 0 disables clipping
-    label_smoothing: float = 0.1
-    max_steps: int = 20_000  # total updates, counted from the start of the run (not from a resume)
-    max_epochs: int = 0  # 0 = no epoch limit
-    eval_every: int = 1000
-    save_every: int = 1000
-    keep_last: int = 3
-    patience: int = 10  # evaluations without a dev BLEU improvement before stopping; 0 = never
-    log_every: int = 50
-    device: Device = Device.auto
-    precision: Precision = Precision.fp32
-    compile: bool = False
-    seed: int = 1
-    resume: str | None = None  # checkpoint path; by default the run directory's last.pt is resumed
+    batch_tokens: int = field(
+        default=4096, metadata={"help": "padded tokens per batch (the larger of its source and target sides)"}
+    )
+    accumulate: int = field(
+        default=1,
+        metadata={
+            "help": "batches per update (gradient accumulation; the loss is a mean over all their target tokens)"
+        },
+    )
+    optimizer: Optimizer = field(default=Optimizer.adam, metadata={"help": "adam, or adamw (decoupled weight decay)"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate (the schedule scales it)"})
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata={"help": "Adam's beta1 and beta2"})
+    weight_decay: float = field(default=0.0, metadata={"help": "L2 penalty (adam) or decoupled weight decay (adamw)"})
+    schedule: Schedule = field(
+        default=Schedule.inverse_sqrt,
+        metadata={
+            "help": "inverse_sqrt (warm-up, then 1/sqrt(step) decay), constant (after warm-up) or plateau (cut when "
+            "the dev metric stalls)"
+        },
+    )
+    warmup_steps: int = field(default=1000, metadata={"help": "updates of linear warm-up to train.lr"})
+    plateau_factor: float = field(
+        default=0.5, metadata={"help": "schedule=plateau: multiply the rate by this when the dev metric stalls"}
+    )
+    plateau_patience: int = field(
+        default=2, metadata={"help": "schedule=plateau: evaluations without improvement before the rate is cut"}
+    )
+    plateau_metric: PlateauMetric = field(
+        default=PlateauMetric.bleu,
+        metadata={"help": "schedule=plateau: the dev metric watched (bleu: higher is better; loss: lower is better)"},
+    )
+    min_lr: float = field(default=1e-6, metadata={"help": "schedule=plateau: the rate is never cut below this"})
+    clip_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = no clipping"})
+    label_smoothing: float = field(default=0.1, metadata={"help": "label smoothing of the cross-entropy"})
+    max_steps: int = field(
+        default=20_000,
+        metadata={
+            "help": "total updates, counted from the run's start (a resumed run trains up to it, not this many more)"
+        },
+    )
+    max_epochs: int = field(
+        default=0, metadata={"help": "stop after this many passes over the training data; 0 = no limit"}
+    )
+    eval_every: int = field(default=1000, metadata={"help": "validate on the dev set every this many updates"})
+    save_every: int = field(
+        default=1000, metadata={"help": "write checkpoints/step_N.pt (linked as last.pt) every this many updates"}
+    )
+    keep_last: int = field(
+        default=3,
+        metadata={
+            "help": "step_N.pt checkpoints kept (older ones are deleted); nmt-average --last RUN_DIR averages this many"
+        },
+    )
+    patience: int = field(
+        default=10, metadata={"help": "stop after this many evaluations without a better dev BLEU; 0 = never"}
+    )
+    log_every: int = field(
+        default=50,
+        metadata={"help": "a progress line (console, train.log, metrics.jsonl, TensorBoard) every this many updates"},
+    )
+    device: Device = field(
+        default=Device.auto,
+        metadata={"help": "auto (CUDA when available), cpu or cuda (under torchrun each rank takes its local GPU)"},
+    )
+    precision: Precision = field(
+        default=Precision.fp32,
+        metadata={"help": "fp32, or bf16 / fp16 autocast (bf16: fast on recent CPUs and GPUs; fp16 with loss scaling)"},
+    )
+    compile: bool = field(
+        default=False, metadata={"help": "torch.compile the training model (GPU; takes a while to start)"}
+    )
+    seed: int = field(
+        default=1,
+        metadata={
+            "help": "seed of the initial weights, dropout and data order (torchrun rank r uses seed + r for dropout)"
+        },
+    )
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue the run in this checkpoint (last.pt, step_N.pt); default: the run directory's last.pt"
+        },
+    )
     init_from: str | None = field(
         default=None,
         metadata={
-            "help": "start a new run (step 0, new optimizer and schedule) from the weights of this checkpoint; the "
-            "model shape and tokenizer are the checkpoint's (fine-tuning). A run directory with its own last.pt "
-            "resumes instead"
+            "help": "fine-tuning: a new run (step 0, new optimizer and schedule) from this checkpoint's weights, "
+            "model shape and tokenizer; a run directory with its own last.pt resumes instead"
         },
     )
     init_reset: InitReset = field(
@@ -446,13 +622,29 @@ class TrainConfig:
             "last.pt / step_N.pt; the step count, schedule and data order still start afresh)"
         },
     )
-    num_workers: int = 1  # background batch-building threads (0 = in the training loop)
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
-    max_nan_steps: int = 5  # consecutive non-finite losses before the run stops
-    heatmap_sentences: int = 3  # dev sentences whose attention is drawn in TensorBoard at each evaluation
-    valid_beam_size: int = 1  # 1 = greedy validation
-    matmul_peak_gflops: float = 0.0  # for the model-FLOPs share in the logs; 0 = measured with torch.mm at start-up
-    alignment: AlignmentLossConfig = field(default_factory=AlignmentLossConfig)
+    num_workers: int = field(
+        default=1, metadata={"help": "background threads building batches; 0 = in the training loop"}
+    )
+    threads: int = field(default=0, metadata={"help": "torch intra-op threads; 0 = torch's default"})
+    max_nan_steps: int = field(
+        default=5, metadata={"help": "consecutive non-finite losses (each update skipped) before the run stops"}
+    )
+    heatmap_sentences: int = field(
+        default=3, metadata={"help": "dev sentences whose attention is drawn in TensorBoard at each evaluation"}
+    )
+    valid_beam_size: int = field(
+        default=1,
+        metadata={"help": "beam size of validation (1 = greedy); the final test decodes with search.beam_size"},
+    )
+    matmul_peak_gflops: float = field(
+        default=0.0, metadata={"help": "matmul peak for the model-FLOPs share in the logs; 0 = measured at start-up"}
+    )
+    alignment: AlignmentLossConfig = field(
+        default_factory=AlignmentLossConfig,
+        metadata={
+            "help": "guided alignment training (train.alignment.*): pull one attention head towards given word links"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.batch_tokens < 1 or self.accumulate < 1:
@@ -477,12 +669,29 @@ class TrainConfig:
 class NMTConfig:
     """The root of ``nmt-train``'s configuration tree; stored in every checkpoint."""
 
-    name: str = "default"
-    data: DataConfig = field(default_factory=DataConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: Any = field(default_factory=TransformerConfig)  # RNNConfig | TransformerConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
+    name: str = field(
+        default="default",
+        metadata={
+            "help": "run name: runs are written to runs/<name>/<time>/ (sweeps to multirun/<name>/<time>/<job>/)"
+        },
+    )
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "the corpora (data=PRESET, data.*)"})
+    tokenizer: TokenizerConfig = field(
+        default_factory=TokenizerConfig, metadata={"help": "the SentencePiece model (tokenizer=PRESET, tokenizer.*)"}
+    )
+    # RNNConfig | TransformerConfig: no common type, so Hydra gets the schema from the model group (nmt/cli/train.py)
+    model: Any = field(
+        default_factory=TransformerConfig,
+        metadata={"help": "the network (model=transformer | rnn_bahdanau | rnn_luong | rnn_none, model.*)"},
+    )
+    train: TrainConfig = field(
+        default_factory=TrainConfig,
+        metadata={"help": "optimisation, schedule, limits, checkpoints and hardware (train=cpu | gpu, train.*)"},
+    )
+    search: SearchConfig = field(
+        default_factory=SearchConfig,
+        metadata={"help": "decoding of the final test (and nmt-translate's defaults for the checkpoint) (search.*)"},
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, RNNConfig | TransformerConfig):

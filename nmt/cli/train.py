@@ -6,6 +6,7 @@
     nmt-train -m model=transformer,rnn_luong train.lr=5e-4,1e-3    # a sweep (returns dev BLEU per job)
     nmt-train -m +sweep=cpu_parallel model=transformer,rnn_luong   # 2 jobs at a time (configs/sweep/)
     torchrun --nproc_per_node=2 -m nmt.cli.train train.device=cpu  # data-parallel (gloo on CPU, NCCL on GPU)
+    nmt-train --help                                 # every option, preset and example (nmt.cli.train_help)
 
 Hydra composes ``configs/train.yaml`` over the schemas registered here; the composed config is converted to the
 typed :class:`nmt.config.NMTConfig` at once and handed to :func:`nmt.training.trainer.train`. Only this package
@@ -257,6 +258,15 @@ def main() -> None:
     """Console entry point ``nmt-train``."""
     if "--version" in sys.argv[1:]:  # before Hydra, whose own --version names Hydra's
         print(f"nmt-train (nmt) {__version__}")
+        return
+    if {"--help", "-h"} & set(sys.argv[1:]):  # before Hydra, whose own page is --hydra-help
+        from nmt.cli.train_help import render
+
+        try:
+            sys.stdout.write(render(config_dir()))
+            sys.stdout.flush()
+        except BrokenPipeError:  # nmt-train --help | head
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     if distributed.launched_by_torchrun():
         distributed.init()
