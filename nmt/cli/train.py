@@ -148,7 +148,7 @@ def fine_tuning_config(cfg: NMTConfig, run_dir: Path, overrides: list[str]) -> N
 
     keep: set[str] = set()
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0].strip()
+        key = jobs.override_key(override).strip()
         if key == "model":
             keep |= {"model.arch", "model.attention"} if isinstance(cfg.model, RNNConfig) else {"model.arch"}
         elif key == "tokenizer":
