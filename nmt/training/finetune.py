@@ -22,7 +22,15 @@ from typing import Any
 import torch
 
 from nmt.checkpoint import load_checkpoint
-from nmt.config import ConfigError, InitReset, NMTConfig, TokenizerConfig, model_config_from_dict, to_dict
+from nmt.config import (
+    ConfigError,
+    InitReset,
+    NMTConfig,
+    TokenizerConfig,
+    config_from_dict,
+    model_config_from_dict,
+    to_dict,
+)
 from nmt.errors import CheckpointError
 
 log = logging.getLogger("nmt.training.trainer")
@@ -49,12 +57,12 @@ def contradictions(cfg: NMTConfig, source: dict[str, Any], *, keys: Collection[s
     for section, free in (("model", MODEL_FREE), ("tokenizer", TOKENIZER_FREE)):
         part = getattr(cfg, section)
         theirs, mine, defaults = source.get(section, {}), to_dict(part), to_dict(type(part)())
-        names = [k for k in mine if keys is None or f"{section}.{k}" in keys]
+        names = [k for k in mine if k not in free and (keys is None or f"{section}.{k}" in keys)]
         if section == "model" and mine.get("arch") != theirs.get("arch"):
             names = ["arch"] if names else []  # the other keys of another architecture mean nothing there
         for name in names:
             # A key newer than the checkpoint has its default there.
-            if name not in free and mine[name] != theirs.get(name, defaults[name]):
+            if mine[name] != theirs.get(name, defaults[name]):
                 found.append(
                     f"{section}.{name}={theirs.get(name, defaults[name])!r} but the config asks for {mine[name]!r}"
                 )
@@ -87,14 +95,21 @@ def adopt(cfg: NMTConfig, source: dict[str, Any], *, keep: Collection[str] = (),
     sections = {}
     for section in ("model", "tokenizer"):
         mine, values = to_dict(getattr(cfg, section)), dict(source[section])
-        for key in keep:
+        schema = TokenizerConfig if section == "tokenizer" else type(model_config_from_dict(values))
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in sorted(keep):
             name = key.removeprefix(f"{section}.")
-            if key.startswith(f"{section}.") and name in mine:
-                values[name] = mine[name]
+            if not key.startswith(f"{section}.") or name not in mine:
+                continue
+            if name not in known:
+                raise ConfigError(
+                    f"train.init_from={path} holds a model of type {values.get('arch')!r}: {key} does not apply"
+                )
+            values[name] = mine[name]
         sections[section] = values
-    tok_fields = {f.name for f in dataclasses.fields(TokenizerConfig)}
-    tokenizer = TokenizerConfig(**{k: v for k, v in sections["tokenizer"].items() if k in tok_fields})
-    return dataclasses.replace(cfg, model=model_config_from_dict(sections["model"]), tokenizer=tokenizer)
+    tokenizer_keys = {f.name for f in dataclasses.fields(TokenizerConfig)}  # a key an older version had is dropped
+    sections["tokenizer"] = {k: v for k, v in sections["tokenizer"].items() if k in tokenizer_keys}
+    return config_from_dict({**to_dict(cfg), **sections})  # typed again (enums), every check run again
 
 
 def load_init(cfg: NMTConfig, *, resuming: bool = False) -> dict[str, Any] | None:
