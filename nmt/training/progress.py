@@ -104,12 +104,12 @@ class _AboveBar(logging.Handler):
     """A console handler that writes with the bar cleared and redraws it afterwards (its own level and filters
     still apply: it hands each record to the handler it wraps)."""
 
-    def __init__(self, inner: logging.StreamHandler, bar: Any) -> None:
+    def __init__(self, inner: logging.Handler, bar: Any) -> None:
         super().__init__(inner.level)  # loggers compare a record's level with the handler they hold: this one
         self.inner, self.bar = inner, bar
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        with self.bar.external_write_mode(file=self.inner.stream):
+        with self.bar.external_write_mode(file=getattr(self.inner, "stream", None)):
             return bool(self.inner.handle(record))
 
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() does the work
@@ -117,24 +117,16 @@ class _AboveBar(logging.Handler):
 
 
 def _write_above_bar(bar: Any) -> list[tuple[logging.Logger, list[logging.Handler]]]:
-    """Wrap every console handler (a stream handler on stdout/stderr, not a file) of the root and ``nmt``
-    loggers in :class:`_AboveBar`. Returns what to restore."""
+    """Wrap every handler of the root and ``nmt`` loggers that does not write to a file (any of them may print on
+    the console: Hydra's stream handler, the tools' stderr handler) in :class:`_AboveBar`. Returns what to
+    restore."""
     swapped = []
     for logger in (logging.getLogger(), logging.getLogger("nmt")):
         handlers = list(logger.handlers)
-        console = [h for h in handlers if _is_console(h)]
-        if console:
-            logger.handlers = [_AboveBar(h, bar) if h in console else h for h in handlers]
+        if any(not isinstance(h, logging.FileHandler) for h in handlers):
+            logger.handlers = [h if isinstance(h, logging.FileHandler) else _AboveBar(h, bar) for h in handlers]
             swapped.append((logger, handlers))
     return swapped
-
-
-def _is_console(handler: logging.Handler) -> bool:
-    return (
-        isinstance(handler, logging.StreamHandler)
-        and not isinstance(handler, logging.FileHandler)
-        and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    )
 
 
 def _file_handlers(logger: logging.Logger) -> Iterator[logging.FileHandler]:

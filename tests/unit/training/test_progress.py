@@ -37,7 +37,8 @@ def handlers(tmp_path, monkeypatch):
     console handler on it and a train.log file handler, as Hydra sets them up (removed afterwards). Called in the
     test itself: pytest puts its own sys.stderr back between a fixture's setup and the test."""
     root, added = logging.getLogger(), []
-    old_level = root.level
+    old_level, old_handlers = root.level, root.handlers
+    root.handlers = []  # only ours (other tests may leave a tool's stderr handler behind)
 
     def install() -> tuple[FakeTerminal, Path]:
         terminal = FakeTerminal()
@@ -51,8 +52,8 @@ def handlers(tmp_path, monkeypatch):
 
     yield install
     root.setLevel(old_level)
+    root.handlers = old_handlers
     for h in added:
-        root.removeHandler(h)
         h.close()
 
 
