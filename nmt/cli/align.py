@@ -58,8 +58,6 @@ scoring (--gold FILE: "i-j" sure and "ipj" possible links, --gold-base 0|1):
   summed over the corpus. --report FILE.json writes them with the method, layer, heads and link counts.
   --pick-layer scores every decoder layer with attention and shift (and every head with --per-head) and names
   the best. --score HYP --gold GOLD scores an existing Pharaoh file (0-based), no checkpoint needed.
-
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 """
 
 

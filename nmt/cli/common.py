@@ -16,19 +16,29 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nmt import __version__
 from nmt.config import Precision, SearchConfig
-from nmt.errors import DataError, NMTError
+from nmt.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USER_ERROR, DataError, NMTError
 
 if TYPE_CHECKING:
     import torch
 
-EXIT_USER_ERROR = 2  # like argparse: the user's input was wrong
+# The end of every tool's --help (nmt-train's too): one convention for all (nmt.errors).
+EXIT_STATUS_HELP = """\
+exit status (the same for every nmt tool):
+  0        success
+  1        an internal error (a bug): the traceback is printed; please report it
+  2        a user error: a missing or broken input file, a bad flag or config value, an unusable checkpoint,
+           or nothing to work on (an empty input); one line "PROG: error: ..." says what and where
+  128+N    stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 141 the output pipe closed (| head)"""
 
 
 # --------------------------------------------------------------------------------------------- parsers
 def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    """An argparse parser with the tools' common layout and ``--version``."""
+    """An argparse parser with the tools' common layout, ``--version`` and the exit statuses at the end of its help."""
     p = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=description,
+        epilog=f"{epilog.rstrip()}\n\n{EXIT_STATUS_HELP}" if epilog.strip() else EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s (nmt) {__version__}")
     return p
@@ -134,9 +144,9 @@ def add_alignment_flags(group: Any, *, threshold: bool = True) -> None:
 
 
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:
-    """Run a tool's body: a user mistake (:class:`NMTError`) prints ``prog: error: message`` and exits 2.
-
-    Anything else is a bug and keeps its traceback. A closed downstream pipe (``| head``) ends quietly.
+    """Run a tool's body and return its exit status (:data:`EXIT_STATUS_HELP`): a user mistake
+    (:class:`NMTError`) prints ``prog: error: message`` and gives 2; Ctrl-C gives 130; a closed downstream pipe
+    (``| head``) ends quietly with 141. Anything else is a bug and keeps its traceback (Python exits 1).
     """
     try:
         return body() or 0
@@ -145,11 +155,11 @@ def run_cli(prog: str, body: Callable[[], int | None]) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Python would complain again while flushing stdout at exit: point stdout at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return EXIT_BROKEN_PIPE
 
 
 def setup_logging(prog: str, *, verbose: bool = False, quiet: bool = False) -> None:

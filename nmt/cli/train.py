@@ -32,9 +32,12 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nmt import __version__
+from nmt.cli.config_errors import check_known_keys, error_line, is_config_error
 from nmt.config import (
+    ConfigError,
     DataConfig,
     NMTConfig,
     RNNConfig,
@@ -43,7 +46,7 @@ from nmt.config import (
     TrainConfig,
     TransformerConfig,
 )
-from nmt.errors import NMTError
+from nmt.errors import EXIT_USER_ERROR, NMTError
 from nmt.experiments import jobs
 from nmt.training import distributed
 
@@ -92,9 +95,19 @@ register_configs()
 
 
 def to_typed(cfg: DictConfig) -> NMTConfig:
-    """The composed DictConfig as the typed config tree (runs every cross-field check)."""
-    typed = OmegaConf.to_object(cfg)
-    assert isinstance(typed, NMTConfig)
+    """The composed DictConfig as the typed config tree: every key known to its schema (also those appended with
+    ``+``), every value in range, every cross-field check passed.
+
+    Raises:
+        ConfigError: one line naming the key (close matches for an unknown one).
+    """
+    try:
+        check_known_keys(cfg)
+        typed = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # a missing value, a broken interpolation
+        raise ConfigError(error_line(e)) from None
+    if not isinstance(typed, NMTConfig):
+        raise ConfigError(f"the composed config is a {type(typed).__name__}, not nmt's schema (configs/train.yaml)")
     return typed
 
 
@@ -204,8 +217,9 @@ def _signal_code(e: Exception) -> int:
 
 
 def _exit_with(e: Exception) -> NoReturn:
-    """A user-facing error: its message without a traceback, in train.log too, and the error's exit status."""
-    code = getattr(e, "exit_code", 1)
+    """A user-facing error: its message without a traceback, in train.log too, and the error's exit status (2, or
+    128 + N for a signal)."""
+    code = getattr(e, "exit_code", EXIT_USER_ERROR)
     _log_to_files(logging.WARNING if code > 128 else logging.ERROR, str(e))
     print(f"nmt-train: {'' if code > 128 else 'error: '}{e}", file=sys.stderr)
     sys.exit(code)
@@ -237,9 +251,21 @@ def main() -> None:
     if distributed.launched_by_torchrun():
         distributed.init()
         os.environ[RUN_TIME_ENV] = repr(distributed.shared_start_time())
+    # Hydra prints its own errors (a misspelt key, a bad value, a missing preset) over several lines and exits 1,
+    # like a crash. With HYDRA_FULL_ERROR it raises them instead, and they are reported here as one line with
+    # exit status 2; anything else is a bug and keeps its traceback. A user who set HYDRA_FULL_ERROR gets Hydra's.
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         run()
+    except Exception as e:
+        if user_full_error or not is_config_error(e):
+            raise
+        print(f"nmt-train: error: {error_line(e)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     finally:
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
         distributed.shutdown()
 
 

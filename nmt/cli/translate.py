@@ -53,8 +53,6 @@ alignments (--alignments FILE):
   (--alignment-layer / --alignment-heads): the EOS row and the source EOS column are dropped and rows renormalised;
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
   the source word with the largest weight (or to all with at least --alignment-threshold).
-
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 """
 
 

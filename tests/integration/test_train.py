@@ -139,14 +139,14 @@ def test_a_corrupt_last_checkpoint_is_a_clear_error_not_a_traceback(runs, env, c
     data = (source / "checkpoints" / "last.pt").read_bytes()
     (run_dir / "checkpoints" / "last.pt").write_bytes(data[: len(data) // 3])
     proc = run(command(run_dir, cache, "rnn_bahdanau"), env)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a user error (nmt.errors: one exit-status convention for every tool)
     assert "truncated or corrupt" in proc.stderr and "last.pt" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_config_mistakes_exit_nonzero_with_a_message(env, tmp_path):
     proc = run([str(BIN / "nmt-train"), f"hydra.run.dir={tmp_path}", "train.lr=-1"], env)
-    assert proc.returncode == 1
-    assert "train.lr must be positive" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert "train.lr must be > 0, got -1.0" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # --------------------------------------------------------------------------------------------- exact resume
