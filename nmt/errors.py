@@ -8,15 +8,7 @@ is a bug and keeps its traceback.
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1  # a bug: the traceback is printed (what Python itself does for an uncaught exception)
 EXIT_USER_ERROR = 2  # the user's input, flags, config or checkpoint: one line "prog: error: ..." (like argparse)
-
-
-def exit_status_for_signal(signum: int) -> int:
-    """128 + N for a tool stopped by signal N (the shell's convention: 130 for Ctrl-C, 143 for SIGTERM)."""
-    return 128 + int(signum)
-
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT (2): Ctrl-C
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE (13): the reader of stdout went away (| head)
+# 128 + N: stopped by signal N, as a shell reports it (130 Ctrl-C, 141 a closed output pipe, 143 SIGTERM).
 
 
 class NMTError(Exception):

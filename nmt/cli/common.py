@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nmt import __version__
 from nmt.config import Precision, SearchConfig
-from nmt.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USER_ERROR, DataError, NMTError
+from nmt.errors import EXIT_USER_ERROR, DataError, NMTError
 
 if TYPE_CHECKING:
     import torch
@@ -144,9 +144,9 @@ def add_alignment_flags(group: Any, *, threshold: bool = True) -> None:
 
 
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:
-    """Run a tool's body and return its exit status (:data:`EXIT_STATUS_HELP`): a user mistake
-    (:class:`NMTError`) prints ``prog: error: message`` and gives 2; Ctrl-C gives 130; a closed downstream pipe
-    (``| head``) ends quietly with 141. Anything else is a bug and keeps its traceback (Python exits 1).
+    """Run a tool's body: a user mistake (:class:`NMTError`) prints ``prog: error: message`` and exits 2.
+
+    Anything else is a bug and keeps its traceback. A closed downstream pipe (``| head``) ends quietly.
     """
     try:
         return body() or 0
@@ -155,11 +155,11 @@ def run_cli(prog: str, body: Callable[[], int | None]) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 130
     except BrokenPipeError:
         # Python would complain again while flushing stdout at exit: point stdout at /dev/null first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return 141
 
 
 def setup_logging(prog: str, *, verbose: bool = False, quiet: bool = False) -> None:
