@@ -3,8 +3,9 @@
 The one decoding path of ``nmt-translate``, ``nmt-evaluate``, the test-set report and validation is
 :func:`nmt.search.translate_ids` (ids in, hypotheses out, in input order); :func:`translate_texts` wraps it for
 plain sentences, and :class:`Translator` adds text handling around it: an empty line gives an empty output without
-calling the model, a line longer than the model's maximum source length is truncated with a warning naming the line, and
-:meth:`Translator.stream` reads any number of lines in fixed-size chunks, so memory stays flat.
+calling the model, a line longer than the model's maximum source length is truncated with a warning naming the line
+(:func:`truncate_sources`, which validation uses too), and :meth:`Translator.stream` reads any number of lines in
+fixed-size chunks, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -59,10 +60,33 @@ def translate_texts(
 ) -> list[str]:
     """Translate sentences (best hypothesis, detokenized), in input order, with no truncation.
 
-    Empty sources give empty outputs. The plain-text form of :func:`nmt.search.translate_ids`, used by validation.
+    Empty sources give empty outputs. The plain-text form of :func:`nmt.search.translate_ids`.
     """
-    hyps = translate_ids(model, tokenizer.encode_src(texts), cfg, device=device)
-    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hyps]
+    return best_texts(tokenizer, translate_ids(model, tokenizer.encode_src(texts), cfg, device=device))
+
+
+def best_texts(tokenizer: Tokenizer, hypotheses: list[list[Hypothesis]]) -> list[str]:
+    """The detokenized best hypothesis of every input ("" where there is none), never containing a newline."""
+    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hypotheses]
+
+
+def truncate_sources(src_ids: list[list[int]], max_len: int) -> tuple[list[list[int]], list[int]]:
+    """Cap every source at ``max_len`` pieces: the longest the model was trained on (``data.max_len``).
+
+    Beyond that the model has learned nothing, a learned position table may end, and decoding gets slow: the
+    output cap grows with the source (``max_len_a * pieces + max_len_b`` steps) and every step attends over all of
+    it. ``nmt-translate``, the test-set report and validation all cap their sources here.
+
+    Returns:
+        The capped ids (the same list objects where nothing was cut) and the 0-based indices of the cut sources.
+    """
+    cut = [k for k, ids in enumerate(src_ids) if len(ids) > max_len]
+    if not cut:
+        return src_ids, []
+    capped = list(src_ids)
+    for k in cut:
+        capped[k] = src_ids[k][:max_len]
+    return capped, cut
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -189,19 +213,17 @@ class Translator:
     def translate(self, lines: list[str], *, first_line: int = 1) -> list[Translation]:
         """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results."""
         start = time.perf_counter()
-        src_ids = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
-        truncated: list[int] = []
-        for k, ids in enumerate(src_ids):
-            if len(ids) > self.max_source_len:
-                log.warning(
-                    "line %d: %d source pieces, more than the maximum %d; only the first %d are translated",
-                    first_line + k,
-                    len(ids),
-                    self.max_source_len,
-                    self.max_source_len,
-                )
-                src_ids[k] = ids[: self.max_source_len]
-                truncated.append(first_line + k)
+        encoded = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
+        src_ids, cut = truncate_sources(encoded, self.max_source_len)
+        for k in cut:
+            log.warning(
+                "line %d: %d source pieces, more than the maximum %d; only the first %d are translated",
+                first_line + k,
+                len(encoded[k]),
+                self.max_source_len,
+                self.max_source_len,
+            )
+        truncated = [first_line + k for k in cut]
         hyps = translate_ids(
             self.model,
             src_ids,

@@ -29,7 +29,7 @@ from nmt.training import distributed, guided, runtime, session
 from nmt.training.metrics import MetricsWriter, Progress, Window
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import Updater
-from nmt.training.validate import draw_heatmaps, validate
+from nmt.training.validate import cap_dev_set, draw_heatmaps, validate
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class Trainer:
         resumed = session.load_resume(ckpt_path, cfg, self.dist.world_size) if ckpt_path else None
         seed_everything(self.tc.seed + self.dist.rank)  # ranks differ in dropout, never in initial weights (DDP)
         self.data: PreparedData = session.prepare(cfg, self.dist, resumed)
+        if self.main:  # only rank 0 validates
+            self.data.valid = cap_dev_set(self.data.valid, cfg.data.max_len)
         self.tokenizer = self.data.tokenizer
         if self.main:
             self.tokenizer.save(run_dir / "tokenizer")
