@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.analysis.alignment import aer, read_pharaoh
+from nmt.analysis.alignment import GoldAlignment, aer, check_gold_ranges, read_pharaoh
 from nmt.analysis.attention import AttentionRecord, plot_heatmap, save_attention
 from nmt.config import NMTConfig
 from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
@@ -96,7 +96,7 @@ def load_test_sets(
         sources, references = list(read_lines(src)), list(read_lines(ref))
         if len(sources) != len(references):
             raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}")
-        return [TestSet(set_name(src), sources, references, [src, ref])]
+        return [_scorable(TestSet(set_name(src), sources, references, [src, ref]))]
     root = Path(data_dir) if data_dir else None
     if cfg.data.hf.path:
         dd = open_hf(cfg.data.hf, root or data_root())
@@ -107,7 +107,15 @@ def load_test_sets(
         sets = [load_parallel(prefix, cfg.data.src_lang, cfg.data.tgt_lang, root) for prefix in cfg.data.test]
     else:
         raise NMTError("no --src/--ref given, and the checkpoint's config names no test sets (data.test)")
-    return [TestSet(p.name, p.src, p.tgt, [str(f) for f in p.files if f]) for p in sets]
+    return [_scorable(TestSet(p.name, p.src, p.tgt, [str(f) for f in p.files if f])) for p in sets]
+
+
+def _scorable(data: TestSet) -> TestSet:
+    """``data`` if it has a pair to score; a BLEU of nothing would look like a score."""
+    if any(s.strip() and r.strip() for s, r in zip(data.sources, data.references)):
+        return data
+    what = "no lines" if not data.sources else f"{len(data.sources)} lines, none with text on both sides"
+    raise DataError(f"test set {data.name} ({', '.join(data.files)}) has {what}: there is nothing to score")
 
 
 # --------------------------------------------------------------------------------------------- one set
@@ -133,6 +141,7 @@ def report_set(
         dump_dir, heatmaps: attention ``.npz``, Pharaoh alignments and the first ``heatmaps`` heatmaps.
         gold, gold_base: gold word alignments of ``data`` for the AER (``i-j`` sure / ``ipj`` possible links).
     """
+    gold_links = read_gold(gold, gold_base, data) if gold else None  # checked before the set is translated
     start = time.perf_counter()
     translations = translator.translate(data.sources)
     seconds = time.perf_counter() - start
@@ -142,7 +151,7 @@ def report_set(
     buckets = bleu_by_length(data.sources, hyps, data.references, tokenize=tokenize, lowercase=lowercase)
     if dump_dir is not None:
         dump(translator, translations, data.name, dump_dir, heatmaps)
-    alignment = gold_aer(translator, translations, data.references, gold, gold_base) if gold else None
+    alignment = gold_aer(translator, translations, data.references, gold_links) if gold_links is not None else None
     return SetReport(
         name=data.name,
         files=list(data.files),
@@ -169,13 +178,22 @@ def dump(translator: Translator, translations: list[Translation], name: str, dum
         plot_heatmap(r, dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png", title=f"{name}, line {r.id + 1}")
 
 
-def gold_aer(
-    translator: Translator, translations: list[Translation], refs: list[str], path: str, base: int
-) -> dict[str, Any]:
-    """AER of the model's word alignments over the sentences translated exactly as their reference."""
+def read_gold(path: str, base: int, data: TestSet) -> list[GoldAlignment]:
+    """The gold word alignments of ``data``: one line per pair, every link within the words of its source line and
+    reference (a file read with the wrong ``base`` is caught here, with the other base suggested)."""
     gold = read_pharaoh(path, base=base)
-    if len(gold) != len(translations):
-        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(translations)} sentences")
+    if len(gold) != len(data.sources):
+        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(data.sources)} sentences")
+    words = [(len(src.split()), len(ref.split())) for src, ref in zip(data.sources, data.references)]
+    check_gold_ranges(gold, words, path=path, base=base)
+    return gold
+
+
+def gold_aer(
+    translator: Translator, translations: list[Translation], refs: list[str], gold: list[GoldAlignment]
+) -> dict[str, Any]:
+    """AER of the model's word alignments over the sentences translated exactly as their reference (see
+    :func:`read_gold` for ``gold``); ``aer`` is None when there is no such sentence or no link to count."""
     same = [i for i, (t, r) in enumerate(zip(translations, refs)) if t.texts[0].split() == r.split() and r.strip()]
     hyps = [translator.word_alignment(translations[i]) for i in same]
     result = aer(hyps, [gold[i] for i in same]).as_dict() if same else {"aer": None, "sentences": 0}

@@ -131,10 +131,13 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"  BLEU signature: {scores.bleu_signature}\n  chrF signature: {scores.chrf_signature}")
         a = report.alignment
         if a is not None and a["aer"] is not None:
+            precision, recall = (f"{a[k]:.4f}" if a[k] is not None else "n/a" for k in ("precision", "recall"))
             print(
-                f"  AER {a['aer']:.4f} (precision {a['precision']:.4f}, recall {a['recall']:.4f}) over "
+                f"  AER {a['aer']:.4f} (precision {precision}, recall {recall}) over "
                 f"{a['sentences']} of {a['of']} sentences (output = reference)"
             )
+        elif a is not None and a["sentences"]:
+            print(f"  AER: no link to score on the {a['sentences']} sentences translated exactly as their reference")
         elif a is not None:
             print(f"  AER: no sentence of {a['of']} was translated exactly as its reference")
         if not args.quiet:
