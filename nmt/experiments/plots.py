@@ -177,23 +177,34 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _test_bleu(job: Job) -> float | None:
+    """BLEU on the job's first test set, None when it has none (a sweep without test sets is normal)."""
+    tests = (job.dir.results or {}).get("test") or []
+    first = tests[0] if tests and isinstance(tests[0], dict) else {}
+    bleu = first.get("bleu")
+    return float(bleu) if isinstance(bleu, int | float) else None
+
+
 def plot_bleu_by_model(jobs: list[Job], labels: dict[str, str], path: Path) -> Path:
-    """Dev and test BLEU of each finished job, as paired bars, one panel per language pair."""
+    """Dev and test BLEU of each finished job, as paired bars, one panel per language pair (dev bars only for jobs
+    without a test set)."""
     groups = _by_pair(jobs)
     width = max(4.0, 1.1 * max(len(g) for g in groups.values()) + 2)
     fig, axes = _figure(len(groups), width=width, height=4.2, sharey=True)  # one BLEU scale for every pair
-    top = max(max(r["dev"]["bleu"], *(t.get("bleu", 0.0) for t in r["test"])) for j in jobs if (r := j.dir.results))
+    dev = {j.name: float((j.dir.results or {})["dev"]["bleu"]) for j in jobs}
+    test = {j.name: _test_bleu(j) for j in jobs}
+    top = max([*dev.values(), *(b for b in test.values() if b is not None)])
     for ax, (pair, group) in zip(axes, groups.items()):
-        group = sorted(group, key=lambda j: -(j.dir.results or {}).get("test", [{}])[0].get("bleu", 0.0))
+        group = sorted(group, key=lambda j: -(test[j.name] if test[j.name] is not None else dev[j.name]))
         xs = range(len(group))
-        dev = [j.dir.results["dev"]["bleu"] for j in group]  # type: ignore[index]
-        test = [(j.dir.results["test"] or [{}])[0].get("bleu", 0.0) for j in group]  # type: ignore[index]
-        bars_dev = ax.bar([x - 0.2 for x in xs], dev, width=0.4, label="dev", color="#9bb7d4")
-        bars_test = ax.bar([x + 0.2 for x in xs], test, width=0.4, label="test", color="#1f4e79")
-        for bars in (bars_dev, bars_test):
-            for bar in bars:
-                ax.annotate(f"{bar.get_height():.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7)  # fmt: skip
+        with_test = [x for x, j in zip(xs, group) if test[j.name] is not None]
+        bars = [ax.bar([x - 0.2 for x in xs], [dev[j.name] for j in group], width=0.4, label="dev", color="#9bb7d4")]
+        if with_test:
+            heights = [test[group[x].name] for x in with_test]
+            bars.append(ax.bar([x + 0.2 for x in with_test], heights, width=0.4, label="test", color="#1f4e79"))
+        for bar in (b for container in bars for b in container):
+            ax.annotate(f"{bar.get_height():.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)  # fmt: skip
         ax.set_xticks(list(xs), [labels[j.name] for j in group], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("BLEU")
         ax.set_title(pair, fontsize=10)

@@ -268,3 +268,23 @@ def test_training_ended_follows_the_current_limits():
     stopped = {"steps": 60, "finished": "early_stopping"}
     assert jobs.training_ended(stopped, max_steps=200, patience=5)
     assert not jobs.training_ended(stopped, max_steps=200, patience=0)
+
+
+def test_a_sweep_without_test_sets_is_summarised_and_drawn(tmp_path: Path, capsys):
+    root = tmp_path / "sweep"
+    for name, lr, dev in (("0", "1e-3", 30.0), ("1", "2e-3", 32.5)):
+        no_test = {**results(dev, 0.0), "test": []}  # data.test=[]: nmt-train's results.json has "test": []
+        job = make_job(root, name, overrides=[f"train.lr={lr}"], results=no_test, metrics=TRAIN_RECORDS)
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        config["data"]["test"] = []
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert sweep_summary.main([str(root), "--output-dir", str(tmp_path / "out")]) == 0  # was a TypeError
+    table = capsys.readouterr().out
+    assert (
+        table.splitlines()[0]
+        == "| job | status | train.lr | model | pair | dev BLEU | dev chrF | params | steps | wall time | tok/s |"
+    )
+    assert table.splitlines()[2].startswith("| 1 | finished | 2e-3 | transformer | de-en | 32.50 |")
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert written == ["bleu_by_model.png", "dev_bleu_vs_time.png"]  # no test hypotheses: no BLEU by length
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["test_sets"] == []
