@@ -11,6 +11,13 @@ Hydra composes ``configs/train.yaml`` over the schemas registered here; the comp
 typed :class:`nmt.config.NMTConfig` at once and handed to :func:`nmt.training.trainer.train`. Only this package
 imports Hydra.
 
+Exit status, as for every nmt tool (``nmt.cli.common.EXIT_STATUS_HELP``): 0 success; 1 an internal error (a bug,
+with its traceback); 2 a user error, printed as one line ``nmt-train: error: ...`` (a misspelt or unknown key, also
+one appended with ``+``, with close matches; a value out of range; a missing preset; a missing, empty or broken
+corpus; an unusable checkpoint to resume); 128 + N stopped by signal N after saving a checkpoint (130 Ctrl-C, 143
+SIGTERM). Configuration mistakes are found before any data is read. In a sweep a failing job is recorded and the
+others go on (see below); the sweep itself exits 0 unless it could not start.
+
 In a sweep (``-m``) each job is isolated: a job whose directory already holds a complete ``results.json`` is not
 trained again (its dev BLEU is returned), an unfinished one resumes from its ``last.pt``, and a job that raises is
 recorded in ``failed.json`` (error and traceback) and returns :data:`FAILED_JOB_VALUE` so the other jobs go on.
