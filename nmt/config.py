@@ -341,8 +341,6 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self, "search", flags=True)
-        if self.max_len_a == 0 and self.max_len_b == 0:
-            raise ConfigError("search.max_len_a and search.max_len_b are both 0: every output would be empty")
         if self.beam_size < 1:
             raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 1 <= self.nbest <= self.beam_size:
