@@ -12,7 +12,7 @@ $(BIN)/activate:
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,align,sweeps]'
+	$(BIN)/pip install -q -e '.[dev,align,sweeps,ctranslate2,serve,browser]'
 	touch $@
 
 .PHONY: install demo test lint bench

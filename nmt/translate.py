@@ -224,15 +224,7 @@ class Translator:
                 self.max_source_len,
             )
         truncated = [first_line + k for k in cut]
-        hyps = translate_ids(
-            self.model,
-            src_ids,
-            self.cfg,
-            device=self.device,
-            need_attention=self.need_attention,
-            generator=self.generator,
-            precision=self.precision,
-        )
+        hyps = self._search(src_ids)
         out = []
         cut = set(truncated)
         for k, (line, ids, h) in enumerate(zip(lines, src_ids, hyps)):
@@ -245,6 +237,19 @@ class Translator:
         self.stats.truncated += truncated
         self.stats.seconds += time.perf_counter() - start
         return out
+
+    def _search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
+        """Hypotheses for every source (piece ids, no specials), in input order: the one step another engine
+        (:class:`nmt.export.ct2_translate.CT2Translator`) replaces; tokenization and output handling stay here."""
+        return translate_ids(
+            self.model,
+            src_ids,
+            self.cfg,
+            device=self.device,
+            need_attention=self.need_attention,
+            generator=self.generator,
+            precision=self.precision,
+        )
 
     def stream(self, lines: Iterable[str], *, chunk_lines: int = 10_000) -> Iterator[Translation]:
         """Translate an iterable of lines chunk by chunk, yielding results in input order."""

@@ -71,22 +71,26 @@ def add_search_flags(group: Any, *, exclude: Sequence[str] = ()) -> list[str]:
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             options.update(type=kind, choices=[c.value for c in kind], metavar=f.metadata.get("metavar"))
         else:
-            options.update(type=kind, metavar=f.metadata.get("metavar", "N"))
+            options.update(type=kind, metavar=f.metadata.get("metavar", "N" if kind is int else "X"))
         group.add_argument(*flags, **options)
         names.append(f.name)
     return names
 
 
-def add_running_flags(group: Any, *, precision: bool = True) -> None:
-    """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model."""
+def add_running_flags(
+    group: Any, *, precision: bool = True, precision_default: Precision | None = Precision.fp32
+) -> None:
+    """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model (a
+    ``precision_default`` of None lets the tool choose, e.g. the engine's own type)."""
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     if precision:
         group.add_argument(
             "--precision",
             type=Precision,
             choices=[p.value for p in Precision],
-            default=Precision.fp32,
-            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32)",
+            default=precision_default,
+            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32"
+            + ("; ctranslate2: the export's weight type)" if precision_default is None else ")"),
         )
     group.add_argument(
         "--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)"

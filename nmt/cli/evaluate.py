@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # One best hypothesis per sentence is scored: these search fields do not apply.
-NOT_FOR_EVALUATION = ("nbest", "sampling", "sampling_topk", "sampling_temperature")
+NOT_FOR_EVALUATION = ("nbest", "sampling", "sampling_topk", "sampling_topp", "sampling_temperature")
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ COMMANDS = {
     "align": ("nmt.cli.align", "word-align given sentence pairs (forced alignment), AER against gold links"),
     "average": ("nmt.cli.average", "average checkpoints into one loadable checkpoint"),
     "sweep-summary": ("nmt.cli.sweep_summary", "a table and plots of a sweep's jobs"),
+    "export": ("nmt.cli.export", "export a checkpoint for deployment (CTranslate2)"),
+    "serve": ("nmt.cli.serve", "an HTTP translation service and the attention explorer page"),
 }
 
 

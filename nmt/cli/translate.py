@@ -4,6 +4,7 @@ Examples::
 
     nmt-translate --checkpoint runs/x/checkpoints/best.pt < test.de > test.en
     nmt-translate --checkpoint a.pt b.pt --input test.de --output test.en --alignments test.align
+    nmt-translate --engine ctranslate2 --checkpoint deploy/de-en < test.de > test.en   # an nmt-export directory
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nmt.cli.common import (
     search_overrides,
     setup_logging,
 )
+from nmt.config import Precision
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -43,9 +45,24 @@ output:
   gives N lines with an empty hypothesis and score 0.
 
 search:
-  Beam search over whole batches (--beam-size 1: greedy). score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with
-  |y| counting the final EOS. Output length is capped per sentence at floor(a * source pieces) + b pieces.
-  Defaults come from the checkpoint's search config.
+  Beam search over whole batches (--beam-size 1: greedy), or sampling (--sampling). Defaults come from the
+  checkpoint's search config.
+  score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with |y| counting the final EOS: --lenpen is GNMT's alpha
+  (Wu et al. 2016); 0 ranks by log-probability, > 0 favours longer outputs. fairseq's --lenpen is another
+  formula (log p / |y| ** lenpen): the same number does not mean the same thing.
+  Output length is capped per sentence at floor(a * source pieces) + b pieces (--max-len-a, --max-len-b);
+  --min-len N forbids EOS before N pieces (at most the cap); --no-repeat-ngram N forbids any N-gram of pieces
+  twice in one output.
+  --early-stop: a sentence's beam search ends once beam-size hypotheses have finished, or earlier:
+      bound      (default) once no live beam can beat the n-best finished ones: the live log-probability
+                 divided by the largest length penalty the cap allows is an upper bound. Exact: the output
+                 is the same as with none, and the top line never depends on --nbest.
+      heuristic  once the best finished score beats every live beam's score as if it ended at the next step
+                 (Hugging Face's early_stopping=False). Faster; with lenpen > 0 it can miss a better, longer
+                 output, and the top line can change with --nbest.
+      none       no early stop.
+  Sampling: temperature first, then --sampling-topk, then --sampling-topp (the smallest set of most probable
+  pieces holding at least p of the remaining probability), then a draw (seeded by --seed).
 
 alignments (--alignments FILE):
   One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
@@ -53,12 +70,22 @@ alignments (--alignments FILE):
   (--alignment-layer / --alignment-heads): the EOS row and the source EOS column are dropped and rows renormalised;
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
   the source word with the largest weight (or to all with at least --alignment-threshold).
+
+engines (--engine):
+  nmt (default) runs the checkpoint(s) with PyTorch. ctranslate2 runs a directory written by
+  nmt-export --format ctranslate2 (pip install 'nmt[ctranslate2]'), with the same output contract; search
+  defaults and the maximum source length come from the export. Greedy outputs equal nmt's; in beam search
+  CTranslate2 ranks by log p / |y|^lenpen (|y| without EOS) and caps lengths per batch (each output is then cut to
+  its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
+  export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(PROG, "Translate text with nmt checkpoints (stdin to stdout by default).", EPILOG)
-    p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
+    p.add_argument(
+        "--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble); an export DIR"
+    )
     p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
     s = p.add_argument_group("search (defaults: the checkpoint's search config)")
@@ -79,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
     )
-    add_running_flags(r)
+    r.add_argument(
+        "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
+    )
+    add_running_flags(r, precision_default=None)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     return p
 
@@ -101,22 +131,29 @@ def _translate(args: argparse.Namespace) -> int:
     for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     start = time.perf_counter()
-    translator = Translator.from_checkpoints(
-        args.checkpoint,
-        device=device,
-        search=overrides(args),
-        max_source_len=args.max_source_len,
-        need_attention=args.alignments is not None,
-        alignment_layer=args.alignment_layer,
-        alignment_heads=args.alignment_heads,
-        seed=args.seed,
-        precision=args.precision,
-    )
+    if args.engine == "ctranslate2":
+        translator = _ct2_translator(args)
+    else:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        translator = Translator.from_checkpoints(
+            args.checkpoint,
+            device=resolve_device(args.device),
+            search=overrides(args),
+            max_source_len=args.max_source_len,
+            need_attention=args.alignments is not None,
+            alignment_layer=args.alignment_layer,
+            alignment_heads=args.alignment_heads,
+            seed=args.seed,
+            precision=args.precision or Precision.fp32,
+        )
     loaded = time.perf_counter()
+    if not translator.cfg.sampling:
+        # The library ignores sampling settings when it searches; on the command line they are a mistake.
+        given = [f for f in ("topk", "topp", "temperature") if getattr(args, f"sampling_{f}") is not None]
+        if given:
+            raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
     progress = None
     if not args.quiet and sys.stderr.isatty():
@@ -149,6 +186,35 @@ def _translate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _ct2_translator(args: argparse.Namespace):
+    """A :class:`~nmt.export.ct2_translate.CT2Translator`, after refusing the flags CTranslate2 cannot honour."""
+    from nmt.export.ct2_translate import CT2Translator
+
+    if len(args.checkpoint) > 1:
+        raise NMTError("--engine ctranslate2 takes one export directory (no ensembles)")
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--alignments", args.alignments),
+            ("--alignment-layer", args.alignment_layer),
+            ("--alignment-heads", args.alignment_heads),
+            ("--alignment-threshold", args.alignment_threshold),
+        )
+        if value is not None
+    ]
+    if unsupported:
+        raise NMTError(f"{', '.join(unsupported)}: not available with --engine ctranslate2 (use --engine nmt)")
+    return CT2Translator(
+        args.checkpoint[0],
+        search=overrides(args),
+        device=args.device,
+        precision=args.precision,
+        threads=max(args.threads, 0),
+        max_source_len=args.max_source_len,
+        seed=args.seed,
+    )
 
 
 def format_translation(t, nbest: int) -> str:

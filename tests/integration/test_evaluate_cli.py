@@ -24,10 +24,13 @@ def head(src: Path, dst: Path, n: int) -> Path:
     return dst
 
 
+SEARCH_FLAGS = ["--early-stop", "none", "--min-len", "2", "--no-repeat-ngram", "3"]
+
+
 def test_configured_test_sets_through_the_console_script(tiny_checkpoint, tmp_path, cli_env):
     out = tmp_path / "eval"
     proc = subprocess.run(
-        [BIN / "nmt-evaluate", "-c", tiny_checkpoint, "--output-dir", out, "--beam-size", "2"],
+        [BIN / "nmt-evaluate", "-c", tiny_checkpoint, "--output-dir", out, "--beam-size", "2", *SEARCH_FLAGS],
         capture_output=True,
         text=True,
         env=cli_env,
@@ -40,6 +43,11 @@ def test_configured_test_sets_through_the_console_script(tiny_checkpoint, tmp_pa
     assert entry["name"] == "test_2016_flickr" and entry["sentences"] == 100
     assert entry["bleu_signature"].startswith("nrefs:1") and "chrf_signature" in entry
     assert 0.0 <= entry["bleu"] <= 100.0 and summary["search"]["beam_size"] == 2
+    assert {k: summary["search"][k] for k in ("early_stop", "min_len", "no_repeat_ngram")} == {
+        "early_stop": "none",
+        "min_len": 2,
+        "no_repeat_ngram": 3,
+    }
     assert len((out / "test_2016_flickr.hyp").read_text(encoding="utf-8").splitlines()) == 100
     assert sum(b["sentences"] for b in entry["buckets"]) == 100
     assert (out / "test_2016_flickr.buckets.png").read_bytes()[:4] == b"\x89PNG"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from integration_helpers import BIN, MAX_LEN, make_checkpoint, tiny_config, tiny_rnn, train_tokenizer
 
-from nmt.cli.translate import main
+from nmt.cli.translate import build_parser, main, overrides
 from nmt.translate import Translator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,6 +155,11 @@ def test_ensembles_need_one_vocabulary(tmp_path, tiny_checkpoint, tiny_rnn_check
     [
         (["--checkpoint", "/nonexistent/model.pt"], "checkpoint not found"),
         (["--beam-size", "2", "--nbest", "3"], "nbest (3) must be between 1 and beam_size (2)"),
+        (["--sampling", "--sampling-topp", "1.5"], "sampling_topp must be in (0, 1]"),
+        (["--sampling-topp", "0.9"], "--sampling-topp only applies to sampling: add --sampling"),
+        (["--sampling-temperature", "0.5"], "--sampling-temperature only applies to sampling"),
+        (["--min-len", "-1"], "min_len must be >= 0"),
+        (["--no-repeat-ngram", "-1"], "no_repeat_ngram must be >= 0"),
         (["--input", "/nonexistent/in.de"], "cannot read /nonexistent/in.de"),
         (["--alignment-layer", "5", "--alignments", "/dev/null"], "alignment layer 5 is out of range"),
         pytest.param(
@@ -177,3 +182,22 @@ def test_streaming_in_small_chunks_gives_the_same_lines(tmp_path, tiny_checkpoin
     src.write_text("\n".join(source_lines) + "\n", encoding="utf-8")
     assert main(["-c", str(tiny_checkpoint), "-i", str(src), "-o", str(out), "-q", "--chunk-lines", "4"]) == 0
     assert out.read_bytes() == whole.read_bytes()
+
+
+def test_search_flags_become_search_config_overrides(tmp_path, tiny_checkpoint, m30k_slice):
+    flags = ["--min-len", "2", "--no-repeat-ngram", "3", "--early-stop", "heuristic", "--lenpen", "0.6"]
+    args = build_parser().parse_args(["-c", "x.pt", *flags, "--sampling", "--sampling-topp", "0.9"])
+    assert overrides(args) == {
+        "min_len": 2,
+        "no_repeat_ngram": 3,
+        "early_stop": "heuristic",
+        "lenpen": 0.6,
+        "sampling": True,
+        "sampling_topp": 0.9,
+        "beam_size": 1,
+    }
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("\n".join(corpus_lines(m30k_slice, 4)) + "\n", encoding="utf-8")
+    argv = ["-c", str(tiny_checkpoint), "-i", str(src), "-o", str(out), "-q", *flags]
+    assert main([*argv, "--sampling", "--sampling-topp", "0.9", "--seed", "3"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 4

@@ -38,6 +38,15 @@ def test_wheel_holds_every_preset(wheel: Path) -> None:
     assert presets <= packaged
 
 
+def test_wheel_ships_the_explorer_page_and_nmt_serve(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = z.read(entry_points).decode("utf-8")
+    assert {f"nmt/serve/static/{n}" for n in ("index.html", "explorer.js", "explorer.css")} <= names
+    assert "nmt-serve = nmt.cli.serve:main" in scripts
+
+
 def test_installed_package_composes_from_its_own_configs(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:

@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from nmt.cli.train import RUN_TIME_ENV, config_dir, to_typed
-from nmt.config import ConfigError, NMTConfig, Precision, RNNConfig, Schedule, TransformerConfig
+from nmt.config import ConfigError, EarlyStop, NMTConfig, Precision, RNNConfig, Schedule, TransformerConfig
 
 CONFIGS = Path(config_dir())
 PRESETS = sorted(p.relative_to(CONFIGS) for p in CONFIGS.rglob("*.yaml") if p.parent != CONFIGS)
@@ -79,6 +79,16 @@ def test_typos_wrong_types_and_impossible_values_fail_before_training():
         composed(["model=rnn_luong", "model.heads=4"])  # a Transformer key on an RNN
     with pytest.raises(ConfigError, match="divisible"):
         to_typed(composed(["model.heads=3"]))
+
+
+def test_search_options_compose_and_are_checked():
+    cfg = to_typed(composed(["search.early_stop=none", "search.min_len=3", "search.no_repeat_ngram=2"]))
+    assert (cfg.search.early_stop, cfg.search.min_len, cfg.search.no_repeat_ngram) == (EarlyStop.none, 3, 2)
+    assert to_typed(composed([])).search.early_stop == EarlyStop.bound
+    with pytest.raises(ConfigCompositionException, match="early_stop"):
+        composed(["search.early_stop=never"])
+    with pytest.raises(ConfigError, match="sampling_topp"):
+        to_typed(composed(["search.sampling=true", "search.beam_size=1", "search.sampling_topp=0"]))
 
 
 def test_hydra_settings_are_pinned_and_the_run_dir_time_can_be_shared(monkeypatch):

@@ -10,7 +10,7 @@ from nmt.cli import main as nmt_main
 from nmt.cli.common import EXIT_STATUS_HELP
 from nmt.errors import EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_USER_ERROR
 
-TOOLS = ["translate", "evaluate", "align", "average", "sweep_summary"]
+TOOLS = ["translate", "evaluate", "align", "average", "sweep_summary", "export", "serve"]
 
 
 def test_the_convention():
