@@ -48,6 +48,8 @@ class Range:
         lo, hi = (f"{x:g}" if x is not None else "" for x in (self.lo, self.hi))
         if self.lo is not None and self.hi is not None:
             return f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        if self.lo == 0 and self.lo_open:
+            return "positive"
         if self.lo is not None:
             return f"{'>' if self.lo_open else '>='} {lo}"
         if self.hi is not None:
@@ -80,12 +82,11 @@ def check_ranges(cfg: Any, section: str, *, flags: bool = False) -> None:
             if v is None:
                 continue
             key = f"{section}.{name}" + (f"[{i}]" if i is not None else "")
-            if flags:
-                key += f" (--{name.replace('_', '-')})"
+            flag = f" (the flag --{name.replace('_', '-')})" if flags else ""
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ConfigError(f"{key} must be a number {allowed}, got {v!r}")
+                raise ConfigError(f"{key} must be a number {allowed}, got {v!r}{flag}")
             if v not in allowed:
-                raise ConfigError(f"{key} must be {allowed}, got {v}")
+                raise ConfigError(f"{key} must be {allowed}, got {v}{flag}")
 
 
 # --------------------------------------------------------------------------------------------- choices
@@ -523,6 +524,9 @@ RANGES: dict[type, dict[str, Range]] = {
         "max_len_a": NON_NEGATIVE,
         "max_len_b": NON_NEGATIVE,
         "sampling_topk": NON_NEGATIVE,
+        "min_len": NON_NEGATIVE,  # 0: off
+        "no_repeat_ngram": NON_NEGATIVE,  # 0: off
+        "sampling_topp": Range(0, 1, lo_open=True),
         "sampling_temperature": POSITIVE,
         "batch_tokens": AT_LEAST_1,
     },

@@ -146,7 +146,7 @@ def test_a_corrupt_last_checkpoint_is_a_clear_error_not_a_traceback(runs, env, c
 def test_config_mistakes_exit_nonzero_with_a_message(env, tmp_path):
     proc = run([str(BIN / "nmt-train"), f"hydra.run.dir={tmp_path}", "train.lr=-1"], env)
     assert proc.returncode == 2
-    assert "train.lr must be > 0, got -1.0" in proc.stderr and "Traceback" not in proc.stderr
+    assert "train.lr must be positive, got -1.0" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # --------------------------------------------------------------------------------------------- exact resume

@@ -66,8 +66,8 @@ def test_every_numeric_field_of_every_schema_has_a_range():
         (["tokenizer.vocab_size=4"], "tokenizer.vocab_size must be >= 8, got 4"),
         (["tokenizer.character_coverage=0"], "tokenizer.character_coverage must be in (0, 1], got 0.0"),
         (["data.max_len=0"], "data.max_len must be >= 1, got 0"),
-        (["train.lr=0"], "train.lr must be > 0, got 0.0"),
-        (["train.lr=nan"], "train.lr must be > 0, got nan"),
+        (["train.lr=0"], "train.lr must be positive, got 0.0"),
+        (["train.lr=nan"], "train.lr must be positive, got nan"),
         (["train.warmup_steps=-1"], "train.warmup_steps must be >= 0, got -1"),
         (["train.batch_tokens=0"], "train.batch_tokens must be >= 1, got 0"),
         (["train.label_smoothing=1.0"], "train.label_smoothing must be in [0, 1), got 1.0"),
@@ -75,9 +75,9 @@ def test_every_numeric_field_of_every_schema_has_a_range():
         (["train.clip_norm=-1"], "train.clip_norm must be >= 0, got -1.0"),
         (["train.plateau_factor=1.5"], "train.plateau_factor must be in (0, 1), got 1.5"),
         (["train.alignment.weight=-1"], "train.alignment.weight must be >= 0, got -1.0"),
-        (["search.beam_size=0"], "search.beam_size (--beam-size) must be >= 1, got 0"),
-        (["search.max_len_a=-1"], "search.max_len_a (--max-len-a) must be >= 0, got -1.0"),
-        (["search.sampling_temperature=0"], "search.sampling_temperature (--sampling-temperature) must be > 0"),
+        (["search.beam_size=0"], "search.beam_size must be >= 1, got 0 (the flag --beam-size)"),
+        (["search.max_len_a=-1"], "search.max_len_a must be >= 0, got -1.0 (the flag --max-len-a)"),
+        (["search.sampling_temperature=0"], "search.sampling_temperature must be positive, got 0.0 (the flag --sampl"),
     ],
 )
 def test_a_value_out_of_range_fails_when_the_config_is_built_naming_the_key(overrides, message):
