@@ -22,6 +22,7 @@ from nmt.config import NMTConfig, to_dict
 from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
+from nmt.experiments import jobs
 from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
@@ -347,7 +348,7 @@ class Trainer:
             "Raise train.max_steps (a total, not a number of extra updates) to train on.",
             self.state.step, why,
         )  # fmt: skip
-        if self.main and not (self.run_dir / "results.json").exists():
+        if self.main and jobs.read_results(self.run_dir) is None:  # missing or damaged: write it (again)
             self.final_report()
         return self.state.best_bleu
 

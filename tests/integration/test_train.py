@@ -109,13 +109,18 @@ def test_a_short_run_leaves_checkpoints_metrics_tensorboard_and_results(runs, mo
     assert len((run_dir / test["hypotheses"]).read_text().splitlines()) == 100
 
 
-def test_rerunning_a_finished_run_says_there_is_nothing_to_do(runs, env, cache):
+def test_rerunning_a_finished_run_says_there_is_nothing_to_do_and_mends_a_damaged_results_file(runs, env, cache):
     run_dir, _ = runs["transformer"]
     before = (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
+    results = (run_dir / "results.json").read_text()
+    (run_dir / "results.json").write_text(results[: len(results) // 2])  # damaged after the run
+    assert read_job(run_dir).status == Status.corrupt  # not "running"
     proc = run(command(run_dir, cache, "transformer"), env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "NOTHING TO DO" in proc.stdout + proc.stderr and "train.max_steps" in proc.stdout + proc.stderr
     assert (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+    assert read_job(run_dir).status == Status.finished
+    assert json.loads((run_dir / "results.json").read_text())["dev"]["bleu"] == json.loads(results)["dev"]["bleu"]
 
 
 def test_averaging_the_last_checkpoints_gives_a_loadable_mean(runs, tmp_path):
