@@ -25,11 +25,12 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -46,6 +47,7 @@ from nmt.config import (
 from nmt.errors import NMTError
 from nmt.experiments import jobs
 from nmt.training import distributed
+from nmt.training.rundir import RunDirError, RunDirLock, check_writable
 
 log = logging.getLogger("nmt.cli.train")
 
@@ -179,10 +181,14 @@ def sweep_job(
                 num, results.get("finished") or "done", results.get("steps"), value, run_dir / jobs.RESULTS,
             )  # fmt: skip
             return value
-        if is_main:
-            jobs.clear_failure(run_dir)
-            jobs.write_job_record(run_dir, num=num, overrides=overrides)
-        return body()
+        with RunDirLock(run_dir, is_main=is_main):  # before writing anything: it may be another sweep's job
+            if is_main:
+                jobs.clear_failure(run_dir)
+                jobs.write_job_record(run_dir, num=num, overrides=overrides)
+            return body()
+    except RunDirError as e:  # in use by another process (a second copy of the sweep): leave its files alone
+        log.error("job %s not run: %s", num, e)
+        return FAILED_JOB_VALUE
     except Exception as e:
         if _signal_code(e):  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
             if is_main:
@@ -195,6 +201,37 @@ def sweep_job(
             else:
                 log.exception("job %s failed with an unexpected error (recorded in %s); the sweep goes on", num, path)
         return FAILED_JOB_VALUE
+
+
+class RunDirCallback(Callback):
+    """Checks and claims the run directory before Hydra writes into it (``.hydra/``, ``train.log``).
+
+    Registered in ``configs/train.yaml`` (``hydra.callbacks``). A directory that cannot be written, or that another
+    ``nmt-train`` trains in, ends with one line and exit status 2, instead of Hydra's traceback or a second writer
+    in the directory of a training in progress (see :mod:`nmt.training.rundir`). Sweep jobs are claimed one by one
+    in :func:`sweep_job`; here only the sweep directory is checked.
+    """
+
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        try:
+            self.lock = RunDirLock(run_dir, is_main=distributed.init().is_main).acquire()
+        except RunDirError as e:
+            _exit_with(e)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_writable(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))), "sweep directory", "hydra.sweep.dir")
+        except RunDirError as e:
+            _exit_with(e)
 
 
 def _signal_code(e: Exception) -> int:

@@ -154,6 +154,90 @@ def test_config_mistakes_exit_nonzero_with_a_message(env, tmp_path):
     assert "train.lr must be positive" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# --------------------------------------------------------------------------------------------- one writer per run
+def test_a_second_nmt_train_on_a_busy_run_directory_is_refused_and_a_killed_one_leaves_no_stale_lock(
+    env, cache, tmp_path
+):
+    run_dir = tmp_path / "run"
+    long = ["train.max_steps=100000", "train.eval_every=100000", "train.save_every=100000"]
+    first = subprocess.Popen(
+        command(run_dir, cache, "transformer", *long), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        log = run_dir / "train.log"  # the lock is taken before Hydra writes; a line in the log: our task runs
+        deadline = time.monotonic() + 180
+        while not (log.exists() and log.stat().st_size) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None and log.stat().st_size, first.stderr.read() if first.poll() is not None else ""
+        lock = json.loads((run_dir / "nmt-train.lock").read_text())
+        assert lock["pid"] == first.pid
+        overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+        leftovers = [run_dir / "checkpoints" / ".last.pt.q1w2e3r4.tmp", run_dir / "checkpoints" / ".last.pt.99.link"]
+        for p in leftovers:
+            p.write_bytes(b"what a killed run leaves")
+
+        second = run(command(run_dir, cache, "transformer", "train.max_steps=5"), env)
+        assert second.returncode == 2
+        assert second.stderr.strip() == (
+            f"nmt-train: error: run directory {run_dir} is in use by nmt-train pid {first.pid} on host "
+            f"{lock['host']} since {lock['started']}; wait for it to finish or choose another hydra.run.dir"
+        )
+        assert first.poll() is None  # the first goes on, its files untouched by the second
+        assert (run_dir / ".hydra" / "overrides.yaml").read_text() == overrides
+        assert "in use" not in (run_dir / "train.log").read_text()
+        assert all(p.exists() for p in leftovers)  # not the refused process's to delete
+    finally:
+        first.kill()
+        first.wait(60)
+    # SIGKILLed with the lock held: a new start gets the directory and removes what the killed run left.
+    third = subprocess.Popen(command(run_dir, cache, "transformer", *long), env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while any(p.exists() for p in leftovers) and third.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert third.poll() is None, third.stderr.read()
+        assert not any(p.exists() for p in leftovers)
+        assert json.loads((run_dir / "nmt-train.lock").read_text())["pid"] == third.pid
+    finally:
+        third.kill()
+        third.wait(60)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A read-only tmpfs (root sees EROFS there, where chmod would not stop it); skipped where mounting is not
+    permitted."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]).returncode
+    ):
+        pytest.skip("mounting a read-only tmpfs is not permitted here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("case", ["checkpoints is a file", "read-only working dir"])
+def test_an_unwritable_run_directory_is_one_line_at_start(case, env, cache, tmp_path, request):
+    run_dir, cwd = tmp_path / "run", None
+    if case == "checkpoints is a file":
+        run_dir.mkdir()
+        (run_dir / "checkpoints").write_text("in the way")
+        message = f"cannot use the checkpoint directory {run_dir / 'checkpoints'}: it is a file, not a directory"
+    cmd = command(run_dir, cache, "transformer")
+    if case == "read-only working dir":  # Hydra's default runs/<name>/<time>, relative to the working directory
+        cwd = request.getfixturevalue("read_only_dir")
+        cmd = [c for c in cmd if not c.startswith("hydra.run.dir=")]
+        message = "cannot write the run directory runs/default/"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=cwd)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nmt-train: error: {message}"), proc.stderr
+
+
 # --------------------------------------------------------------------------------------------- exact resume
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
