@@ -18,6 +18,7 @@ recorded in ``failed.json`` (error and traceback) and returns :data:`FAILED_JOB_
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -133,7 +134,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
     typed = to_typed(cfg)
     from nmt.training.trainer import train
 
-    return train(typed, run_dir)
+    try:
+        return train(typed, run_dir)
+    except OSError as e:  # a full disk wherever it strikes (logs, metrics, hypotheses): one line, not a traceback
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = e.filename or f"into {run_dir}"
+        raise NMTError(f"cannot write {where}: the disk is full ({e.strerror}); free some space") from None
 
 
 def _limits(cfg: DictConfig) -> dict[str, int]:

@@ -79,7 +79,9 @@ engines (--engine):
   its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
   export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
 
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
+exit status: 0 success; 2 a user error (bad input, flags or checkpoint, a damaged checkpoint, checkpoints of an
+  ensemble that do not match) or a condition the user can fix (stdin or stdout closed, a full disk); 130 Ctrl-C;
+  141 the reader of the output went away (| head), quietly.
 """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,6 +237,26 @@ def test_an_unwritable_run_directory_is_one_line_at_start(case, env, cache, tmp_
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"nmt-train: error: {message}"), proc.stderr
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(env, cache, tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    # 700 kB: room for the config, log and tokenizer, not for a checkpoint of the tiny Transformer (~0.9 MB)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        proc = run(command(mount / "run", cache, "transformer", "train.heatmap_sentences=0"), env)
+        leftovers = sorted(p.name for p in (mount / "run" / "checkpoints").iterdir())
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert re.fullmatch(  # best.pt (the first validation) or step_10.pt, whichever is written first
+        rf"nmt-train: error: cannot write checkpoint {mount}/run/checkpoints/(best|step_10)\.pt: the disk is full "
+        r"\(No space left on device\); free some space or set another run directory",
+        proc.stderr.strip().splitlines()[-1],
+    ), proc.stderr[-1000:]
+    assert leftovers == []  # no half-written temporary file
 
 
 # --------------------------------------------------------------------------------------------- exact resume
