@@ -19,6 +19,7 @@ parameters, steps, wall time, throughput, ...), ``nmt-evaluate`` the checkpoints
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -215,8 +216,12 @@ def results_document(
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write atomically (a temporary file, then a rename): a reader such as a sweep summary never sees half a file,
+    so a ``results.json`` that does not parse is damaged, not still being written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
-from nmt.checkpoint import load_for_inference
+from nmt.checkpoint import check_same_direction, check_same_vocabulary, load_for_inference
 from nmt.config import AttentionType, ConfigError, NMTConfig, Precision, RNNConfig, SearchConfig
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
@@ -38,7 +38,8 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
     Returns the model, the tokenizer and the first checkpoint's config.
 
     Raises:
-        CheckpointError: a checkpoint cannot be loaded, or the checkpoints' vocabularies differ.
+        CheckpointError: a checkpoint cannot be loaded, or the checkpoints differ in language pair, direction or
+            vocabulary.
     """
     if not paths:
         raise CheckpointError("no checkpoint given")
@@ -46,12 +47,9 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
     model, tokenizer, cfg = loaded[0]
     if len(loaded) == 1:
         return model, tokenizer, cfg
-    for path, (_, tok, _) in zip(paths[1:], loaded[1:]):
-        if tok.to_state() != tokenizer.to_state():
-            raise CheckpointError(
-                f"{path} uses a different vocabulary (SentencePiece model) than {paths[0]}: "
-                "an ensemble needs checkpoints trained with the same tokenizer"
-            )
+    for path, (_, tok, other) in zip(paths[1:], loaded[1:]):
+        check_same_direction(path, other, paths[0], cfg, purpose="an ensemble")
+        check_same_vocabulary(path, tok.to_state(), paths[0], tokenizer.to_state(), purpose="an ensemble")
     return Ensemble([m for m, _, _ in loaded]).to(device).eval(), tokenizer, cfg
 
 

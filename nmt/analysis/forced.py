@@ -42,7 +42,7 @@ import torch
 
 from nmt.analysis.alignment import Link, aggregate_to_words, matrix_to_links
 from nmt.analysis.symmetrize import symmetrize
-from nmt.checkpoint import load_for_inference
+from nmt.checkpoint import check_reverse_direction, load_for_inference
 from nmt.config import AttentionType, Positions, RNNConfig, TransformerConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
@@ -187,6 +187,7 @@ class ForcedAligner:
         self.lowercase = lowercase
         self.max_len = max_len
         self.config = None  # the checkpoint's NMTConfig (from_checkpoint)
+        self.path = "the model"  # the checkpoint's path (from_checkpoint), for messages
 
     @classmethod
     def from_checkpoint(cls, path: str, *, device: torch.device | str = "cpu", **kwargs) -> ForcedAligner:
@@ -197,7 +198,7 @@ class ForcedAligner:
         if isinstance(cfg.model, TransformerConfig) and cfg.model.positions == Positions.learned:
             kwargs.setdefault("max_len", cfg.model.max_positions - 1)  # + BOS / EOS
         aligner = cls(model, tokenizer, device=device, **kwargs)
-        aligner.config = cfg
+        aligner.config, aligner.path = cfg, str(path)
         return aligner
 
     # ----------------------------------------------------------------------------------------- layer / heads
@@ -289,7 +290,11 @@ def align_bidirectional(
     """Align with the source -> target model and, on the swapped pairs, the target -> source model; symmetrise.
 
     The matrix of each result is the mean of the forward weights and the transposed reverse weights.
+
+    Raises:
+        CheckpointError: the reverse model does not translate target -> source of the forward one.
     """
+    check_reverse_pair(forward, reverse)
     fwd = forward.align(src_lines, tgt_lines, base, threshold=threshold, first_line=first_line)
     rev = reverse.align(tgt_lines, src_lines, base, threshold=threshold, first_line=first_line)
     out = []
@@ -297,3 +302,12 @@ def align_bidirectional(
         transposed = {(i, j) for j, i in r.links}  # the reverse model's (its source = our target) links
         out.append(Aligned(symmetrize(f.links, transposed, symmetrization), (f.matrix + r.matrix.T) / 2))
     return out
+
+
+def check_reverse_pair(forward: ForcedAligner, reverse: ForcedAligner) -> None:
+    """Refuse a reverse aligner whose checkpoint does not translate the forward one's target -> source language.
+
+    The two models need no common vocabulary: each segments the words with its own, and links are made on words.
+    """
+    if forward.config is not None and reverse.config is not None:
+        check_reverse_direction(reverse.path, reverse.config, forward.path, forward.config)

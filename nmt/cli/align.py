@@ -224,7 +224,7 @@ def _score_file(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     import torch
 
-    from nmt.analysis.forced import ForcedAligner
+    from nmt.analysis.forced import ForcedAligner, check_reverse_pair
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -232,6 +232,8 @@ def _load(args: argparse.Namespace):
     opts = {"device": device, "batch_tokens": args.batch_tokens, "lowercase": args.lowercase}
     forward = ForcedAligner.from_checkpoint(args.checkpoint, **opts)
     reverse = ForcedAligner.from_checkpoint(args.reverse_checkpoint, **opts) if args.reverse_checkpoint else None
+    if reverse is not None:
+        check_reverse_pair(forward, reverse)  # before any output is written
     for aligner in (forward, reverse):
         if aligner is not None and (args.alignment_layer is not None or args.alignment_heads is not None):
             heads = _default_heads(aligner, args.alignment_layer, args.alignment_heads)

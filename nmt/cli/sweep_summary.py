@@ -31,6 +31,8 @@ status of a job (its directory is SWEEP_DIR/<job number>/):
                and the best dev BLEU so far (greedy validation, so it stays out of the score columns)
   interrupted  SIGINT/SIGTERM stopped it after saving a checkpoint (interrupted.json); rerun the sweep to resume
   failed       failed.json holds the error and its traceback; the note shows the error
+  corrupt      the newest of results.json / failed.json / interrupted.json cannot be read (damaged, not JSON);
+               the note names the file; rerunning the sweep writes it again
   not started  listed in SWEEP_DIR/multirun.yaml but without a directory yet
 
 columns: the overrides whose values differ between jobs, model (architecture + attention), pair, dev and

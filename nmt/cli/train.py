@@ -25,6 +25,7 @@ recorded in ``failed.json`` (error and traceback) and returns :data:`FAILED_JOB_
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -32,11 +33,12 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -56,6 +58,7 @@ from nmt.config import (
 from nmt.errors import EXIT_USER_ERROR, NMTError
 from nmt.experiments import jobs
 from nmt.training import distributed
+from nmt.training.rundir import RunDirError, RunDirLock, check_writable
 
 log = logging.getLogger("nmt.cli.train")
 
@@ -151,7 +154,13 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
     typed = to_typed(cfg)
     from nmt.training.trainer import train
 
-    return train(typed, run_dir)
+    try:
+        return train(typed, run_dir)
+    except OSError as e:  # a full disk wherever it strikes (logs, metrics, hypotheses): one line, not a traceback
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = e.filename or f"into {run_dir}"
+        raise NMTError(f"cannot write {where}: the disk is full ({e.strerror}); free some space") from None
 
 
 def _limits(cfg: DictConfig) -> dict[str, int]:
@@ -199,10 +208,14 @@ def sweep_job(
                 num, results.get("finished") or "done", results.get("steps"), value, run_dir / jobs.RESULTS,
             )  # fmt: skip
             return value
-        if is_main:
-            jobs.clear_failure(run_dir)
-            jobs.write_job_record(run_dir, num=num, overrides=overrides)
-        return body()
+        with RunDirLock(run_dir, is_main=is_main):  # before writing anything: it may be another sweep's job
+            if is_main:
+                jobs.clear_failure(run_dir)
+                jobs.write_job_record(run_dir, num=num, overrides=overrides)
+            return body()
+    except RunDirError as e:  # in use by another process (a second copy of the sweep): leave its files alone
+        log.error("job %s not run: %s", num, e)
+        return FAILED_JOB_VALUE
     except Exception as e:
         if _signal_code(e):  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
             if is_main:
@@ -215,6 +228,37 @@ def sweep_job(
             else:
                 log.exception("job %s failed with an unexpected error (recorded in %s); the sweep goes on", num, path)
         return FAILED_JOB_VALUE
+
+
+class RunDirCallback(Callback):
+    """Checks and claims the run directory before Hydra writes into it (``.hydra/``, ``train.log``).
+
+    Registered in ``configs/train.yaml`` (``hydra.callbacks``). A directory that cannot be written, or that another
+    ``nmt-train`` trains in, ends with one line and exit status 2, instead of Hydra's traceback or a second writer
+    in the directory of a training in progress (see :mod:`nmt.training.rundir`). Sweep jobs are claimed one by one
+    in :func:`sweep_job`; here only the sweep directory is checked.
+    """
+
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        try:
+            self.lock = RunDirLock(run_dir, is_main=distributed.init().is_main).acquire()
+        except RunDirError as e:
+            _exit_with(e)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_writable(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))), "sweep directory", "hydra.sweep.dir")
+        except RunDirError as e:
+            _exit_with(e)
 
 
 def _signal_code(e: Exception) -> int:

@@ -143,6 +143,8 @@ def _status_note(job: Job) -> str:
     d = job.dir
     if d.status == Status.failed and d.failure:
         return f"{d.failure.get('error', 'error')}: {d.failure.get('message', '')}".strip()
+    if d.status == Status.corrupt:
+        return f"{d.problem}; rerun the job (the same sweep command) to write it again"
     if d.status == Status.interrupted:
         step = f" at step {d.train[-1]['step']}" if d.train else ""
         return f"stopped by a signal{step}; rerun the sweep to resume ({(d.failure or {}).get('message', '')})"

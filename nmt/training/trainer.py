@@ -22,11 +22,13 @@ from nmt.config import NMTConfig, to_dict
 from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
+from nmt.experiments import jobs
 from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
-from nmt.training import distributed, guided, runtime, session
+from nmt.training import distributed, guided, rundir, runtime, session
 from nmt.training.metrics import MetricsWriter, Progress, Window
+from nmt.training.rundir import RunDirLock
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import Updater
 from nmt.training.validate import cap_dev_set, draw_heatmaps, validate
@@ -45,10 +47,16 @@ class Interrupted(NMTError):
 def train(cfg: NMTConfig, run_dir: str | Path) -> float:
     """Train as ``cfg`` says, writing everything into ``run_dir``; resume from ``run_dir/checkpoints/last.pt``.
 
+    The run directory is checked writable and locked first (:mod:`nmt.training.rundir`): one training at a time.
+
     Returns:
         The best dev BLEU (what hyper-parameter sweepers optimise), the same on every rank.
+
+    Raises:
+        RunDirError: another process trains in ``run_dir``, or it cannot be written.
     """
-    return Trainer(cfg, Path(run_dir)).fit()
+    with RunDirLock(run_dir, is_main=distributed.init().is_main):
+        return Trainer(cfg, Path(run_dir)).fit()
 
 
 class Trainer:
@@ -65,6 +73,7 @@ class Trainer:
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.log_handler = runtime.ensure_log_file(run_dir / "train.log")
+            rundir.remove_leftovers(run_dir)  # only while this process holds the directory
         self.peak_flops = runtime.matmul_peak(self.tc, self.device)  # before seeding: it draws random numbers
 
         ckpt_path = session.resume_path(self.tc, run_dir)
@@ -349,7 +358,7 @@ class Trainer:
             "Raise train.max_steps (a total, not a number of extra updates) to train on.",
             self.state.step, why,
         )  # fmt: skip
-        if self.main and not (self.run_dir / "results.json").exists():
+        if self.main and jobs.read_results(self.run_dir) is None:  # missing or damaged: write it (again)
             self.final_report()
         return self.state.best_bleu
 
