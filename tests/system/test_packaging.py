@@ -26,7 +26,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # --no-build-isolation: no download; setuptools comes with the test environment.
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
     subprocess.run(cmd, check=True, cwd=src, env={**os.environ, "PIP_NO_INPUT": "1"})
-    (path,) = out.glob("nmt-*.whl")
+    (path,) = out.glob("nmt_toolkit-*.whl")  # the distribution name; the import package is nmt
     return path
 
 
