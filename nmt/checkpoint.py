@@ -106,7 +106,12 @@ def checkpoint_config(state: dict[str, Any]) -> NMTConfig:
 
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
     """Checkpoint -> (model in eval mode on ``device``, tokenizer, config). Needs nothing but the file."""
-    state = load_checkpoint(path)
+    model, tokenizer, cfg = model_from_state(load_checkpoint(path), path)
+    return model.to(device), tokenizer, cfg
+
+
+def model_from_state(state: dict[str, Any], path: str | Path) -> tuple[Seq2Seq, Tokenizer, NMTConfig]:
+    """A loaded checkpoint -> (model in eval mode on the CPU, tokenizer, config); ``path`` names it in errors."""
     cfg = checkpoint_config(state)
     tokenizer = Tokenizer.from_state(state["tokenizer"])
     model = build_model(cfg.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size)
@@ -114,5 +119,4 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> 
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} does not match its own model config: {e}") from None
-    model.to(device).eval()
-    return model, tokenizer, cfg
+    return model.eval(), tokenizer, cfg

@@ -92,19 +92,64 @@ class EarlyStop(str, Enum):
 
 
 # --------------------------------------------------------------------------------------------- data
+HF_FORMATS = ("parquet", "json", "arrow", "csv", "text")  # ``datasets`` builders that read local files
+
+
 @dataclass
 class HFConfig:
     """A corpus read through Hugging Face ``datasets``.
 
     ``path`` is a hub dataset name (``wmt16``), a local dataset directory (``save_to_disk``), or a data
     format with files (``parquet``/``json``/``arrow``/``csv``, then ``data_files`` names them).
-    Rows are either ``{"translation": {src_lang: ..., tgt_lang: ...}}`` (the WMT/OPUS layout) or have one
-    column per language.
+    Rows are either ``{"translation": {src_lang: ..., tgt_lang: ...}}`` (the WMT/OPUS layout), have one
+    column per language, or any other layout named by ``src_column`` / ``tgt_column``.
     """
 
     path: str = ""
     name: str | None = None  # the hub config, e.g. "de-en"
-    data_files: dict[str, str] = field(default_factory=dict)  # split -> file when ``path`` is a format name
+    data_files: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "split -> file, list of files or glob pattern (local files resolve under the data root; "
+            "with a hub name, paths inside the dataset repository)"
+        },
+    )
+    revision: str | None = field(
+        default=None,
+        metadata={"help": "hub dataset revision (a commit sha, tag or branch) passed to load_dataset"},
+    )
+    src_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "column holding source sentences ('source', or 'pair.de' for a field of a nested column); "
+            "default: translation.<src_lang>, else <src_lang>"
+        },
+    )
+    tgt_column: str | None = field(
+        default=None,
+        metadata={"help": "column holding target sentences, like src_column; default: translation.<tgt_lang>"},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "iterate the training split without loading it (corpora larger than memory); "
+            "dev and test splits are read whole"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for split, files in self.data_files.items():
+            if isinstance(files, str):
+                continue
+            if not isinstance(files, list | tuple) or not all(isinstance(f, str) for f in files) or not files:
+                raise ConfigError(
+                    f"data.hf.data_files.{split} must be a file, a glob pattern or a non-empty list of them, "
+                    f"got {files!r}"
+                )
+        if self.revision and self.path in HF_FORMATS:
+            raise ConfigError(
+                f"data.hf.revision={self.revision!r} applies to hub datasets, not to local {self.path} files"
+            )
 
 
 @dataclass
@@ -123,7 +168,13 @@ class DataConfig:
     max_len: int = 100  # subword pieces per side; longer training pairs are dropped (and counted)
     download: str | None = None  # name of a public corpus fetched when its files are absent ("multi30k")
     hf: HFConfig = field(default_factory=HFConfig)  # used when hf.path is set (a field, so overrides can reach it)
-    cache_dir: str = ""  # processed-data cache; empty = ``<data root>/cache``
+    cache_dir: str = field(
+        default="",
+        metadata={
+            "help": "where tokenizers and encoded training data are cached; empty = $NMT_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/nmt, else ~/.cache/nmt"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.src_lang == self.tgt_lang:
@@ -142,11 +193,37 @@ class TokenizerConfig:
     character_coverage: float = 1.0
     input_sentence_size: int = 2_000_000  # sentences sampled for training on large corpora
     shuffle_input_sentence: bool = True  # sample those sentences at random (else: the first ones)
-    model_path: str | None = None  # reuse this .model (joint) instead of training
+    model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "reuse this joint .model (any special ids) or a directory with joint.model or "
+            "src.model + tgt.model, instead of training"
+        },
+    )
+    src_model_path: str | None = field(
+        default=None,
+        metadata={"help": "reuse this source-side .model (with tgt_model_path and joint=false) instead of training"},
+    )
+    tgt_model_path: str | None = field(
+        default=None,
+        metadata={"help": "reuse this target-side .model (with src_model_path and joint=false) instead of training"},
+    )
     sampling_alpha: float = 0.0  # subword regularisation in training only; 0 disables it
     sampling_nbest: int = -1
 
     def __post_init__(self) -> None:
+        if bool(self.src_model_path) != bool(self.tgt_model_path):
+            raise ConfigError("tokenizer.src_model_path and tokenizer.tgt_model_path go together: set both or neither")
+        if self.src_model_path and self.model_path:
+            raise ConfigError(
+                "tokenizer.model_path (one joint model) and tokenizer.src_model_path/tgt_model_path (two models) "
+                "exclude each other: set one or the other"
+            )
+        if self.src_model_path and self.joint:
+            raise ConfigError(
+                "tokenizer.src_model_path/tgt_model_path bring two vocabularies: set tokenizer.joint=false "
+                "(and model.tie_embeddings=false for a Transformer)"
+            )
         if self.vocab_size < 8:
             raise ConfigError(f"tokenizer.vocab_size must be at least 8, got {self.vocab_size}")
         if not 0.0 <= self.sampling_alpha <= 1.0:

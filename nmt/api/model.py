@@ -15,6 +15,7 @@ from nmt.api.records import AlignmentResult, Candidate, ScoreResult, Translation
 from nmt.config import AttentionType, ConfigError, NMTConfig, Positions, Precision, RNNConfig, SearchConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
+from nmt.device import resolve_device
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq
 from nmt.search import autocast, length_penalty
@@ -27,20 +28,6 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU. Raises :class:`NMTError` for CUDA without a GPU."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NMTError(f"device {name!r}: no CUDA device is available (use 'cpu' or 'auto')")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise NMTError(f"device {name!r}: {e}") from None
-
-
 def load(
     checkpoint: str | Path | Sequence[str | Path],
     *,

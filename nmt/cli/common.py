@@ -181,17 +181,10 @@ class _StderrHandler(logging.Handler):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    import torch  # not at module level: ``--help`` should not wait for torch
+    """``--device``: ``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    from nmt.device import resolve_device as resolve  # imports torch: ``--help`` should not wait for it
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NMTError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise NMTError(f"--device {name}: {e}") from None
+    return resolve(name, option="--device")
 
 
 @contextmanager

@@ -45,12 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmt.checkpoint import checkpoint_config, load_checkpoint
+from nmt.checkpoint import checkpoint_config, load_checkpoint, model_from_state
 from nmt.config import NMTConfig, Positions, TransformerConfig, to_dict
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, NMTError
 from nmt.export import QUANTIZATIONS
-from nmt.models import build_model
 from nmt.models.transformer import Transformer, sinusoids
 from nmt.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
@@ -119,19 +118,12 @@ def export_ctranslate2(
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise NMTError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}")
     state = load_checkpoint(checkpoint)
-    cfg = checkpoint_config(state)
-    if not isinstance(cfg.model, TransformerConfig):
+    if not isinstance(checkpoint_config(state).model, TransformerConfig):
         raise CheckpointError(
             f"{checkpoint} is an RNN model (model.arch=rnn): CTranslate2 has no RNN encoder-decoder architecture, "
             "only Transformer checkpoints can be exported"
         )
-    tokenizer = Tokenizer.from_state(state["tokenizer"])
-    model = build_model(cfg.model, src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {checkpoint} does not match its own model config: {e}") from None
-    model.eval()
+    model, tokenizer, cfg = model_from_state(state, checkpoint)
     positions = _check_positions(cfg, max_positions)
     spec = build_spec(ct2, model, tokenizer, positions)
     spec.validate()

@@ -21,7 +21,7 @@ LAYERS = [
     ["nmt.config"],
     ["nmt.data"],
     ["nmt.models"],
-    ["nmt.search", "nmt.search_rules", "nmt.checkpoint"],
+    ["nmt.search", "nmt.search_rules", "nmt.checkpoint", "nmt.device"],
     ["nmt.translate", "nmt.analysis", "nmt.evaluate"],
     ["nmt.report", "nmt.experiments", "nmt.export", "nmt.api"],
     ["nmt.training", "nmt.serve"],

@@ -98,3 +98,31 @@ def test_hydra_settings_are_pinned_and_the_run_dir_time_can_be_shared(monkeypatc
     stamp = datetime.fromtimestamp(1700000000.25).strftime("%Y-%m-%d_%H-%M-%S")
     assert cfg.hydra.run.dir == f"runs/exp1/{stamp}"
     assert cfg.hydra.sweep.dir == f"multirun/exp1/{stamp}"
+
+
+def test_datasets_and_brought_tokenizer_keys_compose_from_the_command_line():
+    cfg = to_typed(
+        composed(
+            [
+                "data=parallel",
+                "data.hf.path=parquet",
+                "+data.hf.data_files.train=corpus/train-*.parquet",
+                "+data.hf.data_files.dev=[corpus/dev-a.parquet,corpus/dev-b.parquet]",
+                "data.hf.src_column=pair.de",
+                "data.hf.tgt_column=pair.en",
+                "data.hf.streaming=true",
+                "data.train=train",
+                "data.valid=dev",
+                "tokenizer.joint=false",
+                "tokenizer.src_model_path=de.model",
+                "tokenizer.tgt_model_path=en.model",
+                "model.tie_embeddings=false",
+            ]
+        )
+    )
+    hf = cfg.data.hf
+    assert hf.data_files == {"train": "corpus/train-*.parquet", "dev": ["corpus/dev-a.parquet", "corpus/dev-b.parquet"]}
+    assert (hf.src_column, hf.tgt_column, hf.streaming, hf.revision) == ("pair.de", "pair.en", True, None)
+    assert (cfg.tokenizer.src_model_path, cfg.tokenizer.tgt_model_path) == ("de.model", "en.model")
+    with pytest.raises(ConfigError, match=r"set tokenizer\.joint=false"):
+        to_typed(composed(["tokenizer.src_model_path=de.model", "tokenizer.tgt_model_path=en.model"]))
