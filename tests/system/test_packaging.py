@@ -30,6 +30,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_the_wheel_is_nmt_toolkit_holding_the_package_nmt(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        (metadata,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = z.read(metadata).decode("utf-8").splitlines()
+        names = z.namelist()
+    assert "Name: nmt-toolkit" in lines  # "nmt" on the package index is an unrelated project
+    assert "nmt/__init__.py" in names and not any(n.startswith("nmt_toolkit/") for n in names)
+
+
 def test_wheel_holds_every_preset(wheel: Path) -> None:
     presets = {p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")}
     with zipfile.ZipFile(wheel) as z:
