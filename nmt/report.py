@@ -9,8 +9,14 @@ attention dumps and the AER against gold word alignments.
 
     {"format": "nmt-results-1", "search": {...}, "dev": SET | null, "test": [SET, ...], ...the tool's own keys}
     SET = {"name", "files", "sentences", "bleu", "chrf", "bleu_signature", "chrf_signature",
-           "buckets": [{"lo", "hi", "label", "sentences", "bleu"}, ...], "hypotheses", "decode_seconds",
-           "alignment": {...} (only with gold alignments)}
+           "bleu_precisions", "bleu_bp", "bleu_ratio", "bleu_hyp_len", "bleu_ref_len",   (sacrebleu's BLEU report)
+           "buckets": [{"lo", "hi", "label", "sentences", "bleu", "bleu_low", "bleu_high"}, ...],
+           "hypotheses", "decode_seconds",
+           "alignment": {"method", "aer", "precision", "recall", "sentences", "of", ...} (only with gold alignments)}
+
+``buckets`` is BLEU by source length with 95% bootstrap intervals (:func:`nmt.evaluate.bleu_by_length`, the same
+buckets in every tool). ``alignment`` scores forced alignments of every (source, reference) pair against the gold
+links (``"method": "forced (shift)"``, or ``"forced (attention)"`` for a model trained on those rows).
 
 ``hypotheses`` is relative to the directory of ``results.json``. ``nmt-train`` adds the run's facts (model,
 parameters, steps, wall time, throughput, ...), ``nmt-evaluate`` the checkpoints it read.
@@ -22,16 +28,18 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.analysis.alignment import GoldAlignment, aer, check_gold_ranges, read_pharaoh
+from nmt.analysis.alignment import GoldAlignment, aer, check_gold_ranges, format_pharaoh, read_pharaoh
 from nmt.analysis.attention import AttentionRecord, plot_heatmap, save_attention
+from nmt.analysis.forced import ForcedAligner
 from nmt.config import NMTConfig
 from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
 from nmt.errors import DataError, NMTError
-from nmt.evaluate import Bucket, Scores, bleu_by_length, score
+from nmt.evaluate import BUCKET_WIDTH, LAST_BUCKET, Bucket, Scores, bleu_by_length, score
 from nmt.specials import EOS_PIECE
 from nmt.translate import Translation, Translator
 
@@ -132,27 +140,33 @@ def report_set(
     heatmaps: int = 0,
     gold: str | None = None,
     gold_base: int = 1,
+    progress: Callable[[int], None] | None = None,
+    bucket_width: int = BUCKET_WIDTH,
+    last_bucket: int = LAST_BUCKET,
 ) -> SetReport:
     """Translate ``data`` (best hypotheses, in order), write them to ``hypotheses_file`` and score them.
 
     Args:
-        translator: the model, tokenizer and search settings (attention kept when dumps or gold are asked for).
+        translator: the model, tokenizer and search settings (attention kept when dumps are asked for).
         relative_to: the directory ``results.json`` goes to (``hypotheses`` is written relative to it).
         tokenize, lowercase: sacrebleu's BLEU tokenizer and case-insensitive scoring.
         dump_dir, heatmaps: attention ``.npz``, Pharaoh alignments and the first ``heatmaps`` heatmaps.
         gold, gold_base: gold word alignments of ``data`` for the AER (``i-j`` sure / ``ipj`` possible links).
+        progress: called with the number of sentences translated after each batch (a progress bar's update).
+        bucket_width, last_bucket: the source-length buckets (the defaults are every tool's).
     """
     gold_links = read_gold(gold, gold_base, data) if gold else None  # checked before the set is translated
     start = time.perf_counter()
-    translations = translator.translate(data.sources)
+    translations = translator.translate(data.sources, progress=progress)
     seconds = time.perf_counter() - start
     hyps = [t.texts[0] for t in translations]
     write_lines(hypotheses_file, hyps)
-    scores = score(hyps, data.references, tokenize=tokenize, lowercase=lowercase)
-    buckets = bleu_by_length(data.sources, hyps, data.references, tokenize=tokenize, lowercase=lowercase)
+    options = {"tokenize": tokenize, "lowercase": lowercase}
+    scores = score(hyps, data.references, **options)
+    buckets = bleu_by_length(data.sources, hyps, data.references, width=bucket_width, last=last_bucket, **options)
     if dump_dir is not None:
         dump(translator, translations, data.name, dump_dir, heatmaps)
-    alignment = gold_aer(translator, translations, data.references, gold_links) if gold_links is not None else None
+    alignment = gold_aer(translator, data, gold_links) if gold_links is not None else None
     return SetReport(
         name=data.name,
         files=list(data.files),
@@ -174,9 +188,11 @@ def dump(translator: Translator, translations: list[Translation], name: str, dum
         tgt = [*tok.tgt_pieces(h.tokens), EOS_PIECE]
         records.append(AttentionRecord(t.line - 1, h.attention.numpy(), src, tgt))
     save_attention(dump_dir / f"{name}.attention.npz", records)
-    write_lines(dump_dir / f"{name}.align", [translator.links(t) for t in translations])
-    for r in records[:heatmaps]:
-        plot_heatmap(r, dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png", title=f"{name}, line {r.id + 1}")
+    links = [translator.word_alignment(t) for t in translations]
+    write_lines(dump_dir / f"{name}.align", [format_pharaoh(x) for x in links])
+    for r, x in zip(records[:heatmaps], links):
+        path = dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png"
+        plot_heatmap(r, path, title=f"{name}, line {r.id + 1}", links=x)
 
 
 def read_gold(path: str, base: int, data: TestSet) -> list[GoldAlignment]:
@@ -190,15 +206,29 @@ def read_gold(path: str, base: int, data: TestSet) -> list[GoldAlignment]:
     return gold
 
 
-def gold_aer(
-    translator: Translator, translations: list[Translation], refs: list[str], gold: list[GoldAlignment]
-) -> dict[str, Any]:
-    """AER of the model's word alignments over the sentences translated exactly as their reference (see
-    :func:`read_gold` for ``gold``); ``aer`` is None when there is no such sentence or no link to count."""
-    same = [i for i, (t, r) in enumerate(zip(translations, refs)) if t.texts[0].split() == r.split() and r.strip()]
-    hyps = [translator.word_alignment(translations[i]) for i in same]
-    result = aer(hyps, [gold[i] for i in same]).as_dict() if same else {"aer": None, "sentences": 0}
-    return {**result, "of": len(gold), "note": "sentences whose output equals the reference word for word"}
+def gold_aer(translator: Translator, data: TestSet, gold: list[GoldAlignment]) -> dict[str, Any]:
+    """AER of the model's forced alignments of every (source, reference) pair against the gold links.
+
+    The gold links describe the given pair, not the model's translation, so the reference is teacher-forced
+    through the translator's model (:mod:`nmt.analysis.forced`, as ``nmt-align`` does, with its default method and
+    the translator's alignment layer and heads): every gold sentence counts, whatever the model translates.
+    """
+    aligner, method = ForcedAligner.for_model(
+        translator.model,
+        translator.tokenizer,
+        translator.config,
+        device=translator.device,
+        batch_tokens=translator.cfg.batch_tokens,
+    )
+    links = [a.links for a in aligner.align(data.sources, data.references, method)]
+    return {
+        "method": f"forced ({method.value})",
+        **aer(links, gold).as_dict(),
+        "of": len(gold),
+        "layer": aligner.layer,
+        "heads": aligner.heads,
+        "note": "the references teacher-forced through the model (nmt-align's forced alignment), every pair scored",
+    }
 
 
 # --------------------------------------------------------------------------------------------- files

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,18 @@ class Stats:
     truncated: list[int] = field(default_factory=list)
 
 
+def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict") -> Iterator[str]:
     """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``.
 
@@ -208,8 +220,13 @@ class Translator:
             precision=precision,
         )
 
-    def translate(self, lines: list[str], *, first_line: int = 1) -> list[Translation]:
-        """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results."""
+    def translate(
+        self, lines: list[str], *, first_line: int = 1, progress: Callable[[int], None] | None = None
+    ) -> list[Translation]:
+        """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results.
+
+        ``progress`` is called with the number of lines finished, after each batch (e.g. a progress bar's update).
+        """
         start = time.perf_counter()
         encoded = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
         src_ids, cut = truncate_sources(encoded, self.max_source_len)
@@ -222,7 +239,7 @@ class Translator:
                 self.max_source_len,
             )
         truncated = [first_line + k for k in cut]
-        hyps = self._search(src_ids)
+        hyps = self._search(src_ids, progress=progress)
         out = []
         cut = set(truncated)
         for k, (line, ids, h) in enumerate(zip(lines, src_ids, hyps)):
@@ -236,7 +253,9 @@ class Translator:
         self.stats.seconds += time.perf_counter() - start
         return out
 
-    def _search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
+    def _search(
+        self, src_ids: list[list[int]], *, progress: Callable[[int], None] | None = None
+    ) -> list[list[Hypothesis]]:
         """Hypotheses for every source (piece ids, no specials), in input order: the one step another engine
         (:class:`nmt.export.ct2_translate.CT2Translator`) replaces; tokenization and output handling stay here."""
         return translate_ids(
@@ -247,20 +266,28 @@ class Translator:
             need_attention=self.need_attention,
             generator=self.generator,
             precision=self.precision,
+            progress=progress,
         )
 
-    def stream(self, lines: Iterable[str], *, chunk_lines: int = 10_000) -> Iterator[Translation]:
-        """Translate an iterable of lines chunk by chunk, yielding results in input order."""
-        chunk: list[str] = []
+    def stream(
+        self,
+        lines: Iterable[str] | Iterable[list[str]],
+        *,
+        chunk_lines: int = 10_000,
+        progress: Callable[[int], None] | None = None,
+        chunked: bool = False,
+    ) -> Iterator[Translation]:
+        """Translate an iterable of lines chunk by chunk, yielding results in input order.
+
+        Args:
+            lines: text lines, read ``chunk_lines`` at a time; with ``chunked``, lists of lines already grouped
+                (e.g. by :func:`nmt.cli.reading.arrivals`), each translated as it comes.
+            progress: called with the number of lines finished after each batch.
+        """
         first = 1
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) >= chunk_lines:
-                yield from self.translate(chunk, first_line=first)
-                first += len(chunk)
-                chunk = []
-        if chunk:
-            yield from self.translate(chunk, first_line=first)
+        for chunk in lines if chunked else chunks(lines, chunk_lines):  # type: ignore[arg-type]
+            yield from self.translate(chunk, first_line=first, progress=progress)
+            first += len(chunk)
 
     def links(self, t: Translation, rank: int = 0, *, threshold: float | None = None) -> str:
         """The Pharaoh line (0-based ``src-tgt``) of :meth:`word_alignment`."""

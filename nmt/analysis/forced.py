@@ -43,7 +43,7 @@ import torch
 from nmt.analysis.alignment import Link, aggregate_to_words, matrix_to_links
 from nmt.analysis.symmetrize import symmetrize
 from nmt.checkpoint import check_reverse_direction, load_for_inference
-from nmt.config import AttentionType, Positions, RNNConfig, TransformerConfig
+from nmt.config import AttentionType, NMTConfig, Positions, RNNConfig, TransformerConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
 from nmt.errors import CheckpointError
@@ -201,6 +201,19 @@ class ForcedAligner:
         aligner.config, aligner.path = cfg, str(path)
         return aligner
 
+    @classmethod
+    def for_model(
+        cls, model: Seq2Seq, tokenizer, config: NMTConfig | None = None, **kwargs
+    ) -> tuple[ForcedAligner, Method]:
+        """An aligner for a model already loaded (e.g. a translator's) and the method ``nmt-align`` would pick for it
+        (:func:`default_method`); ``kwargs`` as for the constructor."""
+        model_cfg = config.model if config is not None else None
+        if isinstance(model_cfg, TransformerConfig) and model_cfg.positions == Positions.learned:
+            kwargs.setdefault("max_len", model_cfg.max_positions - 1)  # + BOS / EOS
+        aligner = cls(model, tokenizer, **kwargs)
+        aligner.config = config
+        return aligner, default_method(config)
+
     # ----------------------------------------------------------------------------------------- layer / heads
     def set_alignment(self, layer: int | None = None, heads: list[int] | None = None) -> None:
         """Choose the decoder layer and heads (Transformer; None keeps the layer / means all heads)."""
@@ -274,6 +287,13 @@ class ForcedAligner:
         method = Method(method)
         mats = self.word_matrices(src_lines, tgt_lines, [method], first_line=first_line)
         return [Aligned(matrix_to_links(m[method], threshold=threshold), m[method]) for m in mats]
+
+
+def default_method(config: NMTConfig | None) -> Method:
+    """``shift``, or for a checkpoint trained with guided alignment the rows it was trained on: ``attention``, or
+    ``shift`` with ``train.alignment.shift=true`` (the default of ``nmt-align --method``)."""
+    guided = config.train.alignment if config is not None else None
+    return Method.attention if guided is not None and guided.file and not guided.shift else Method.shift
 
 
 def align_bidirectional(

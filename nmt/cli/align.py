@@ -254,12 +254,11 @@ def _default_heads(aligner, layer: int | None, heads: list[int] | None) -> list[
 
 def _align(args: argparse.Namespace) -> int:
     from nmt.analysis.alignment import format_pharaoh
-    from nmt.analysis.forced import align_bidirectional
+    from nmt.analysis.forced import align_bidirectional, default_method
 
     gold = read_gold(args.gold, args.gold_base) if args.gold else None
     forward, reverse = _load(args)
-    guided = forward.config.train.alignment
-    method = args.method or ("attention" if guided.file and not guided.shift else "shift")
+    method = args.method or default_method(forward.config).value
     if method == "bidir" and reverse is None:
         raise NMTError("--method bidir needs --reverse-checkpoint (a model trained target -> source)")
     source: Iterator[tuple[str, str]] = read_pairs(args.src, args.tgt)

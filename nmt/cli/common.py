@@ -315,3 +315,29 @@ def open_output(path: str) -> Iterator[Output]:
             f.close()
         raise
     out.close()
+
+
+# --------------------------------------------------------------------------------------------- length buckets
+# nmt.evaluate's BUCKET_WIDTH and LAST_BUCKET, written out so that --help does not import sacrebleu (a test checks
+# that they agree).
+BUCKET_WIDTH, LAST_BUCKET = 5, 25
+
+
+def add_bucket_flags(group: Any) -> None:
+    """``--bucket-width`` and ``--last-bucket``: BLEU by source length, by default the buckets of every report."""
+    group.add_argument(
+        "--bucket-width",
+        type=int,
+        default=BUCKET_WIDTH,
+        metavar="N",
+        help="words per length bucket (%(default)s)",
+    )
+    group.add_argument(
+        "--last-bucket", type=int, default=LAST_BUCKET, metavar="N", help="one bucket for N+ words (%(default)s)"
+    )
+
+
+def check_bucket_flags(args: argparse.Namespace) -> None:
+    """Refuse buckets that cannot be built (a user error naming both flags)."""
+    if args.bucket_width < 1 or args.last_bucket < args.bucket_width:
+        raise NMTError(f"--bucket-width {args.bucket_width} --last-bucket {args.last_bucket}: need 1 <= width <= last")

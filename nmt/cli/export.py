@@ -19,7 +19,7 @@ PROG = "nmt-export"
 
 
 EPILOG = """\
-ctranslate2 (needs: pip install 'nmt[ctranslate2]'):
+ctranslate2 (needs the extra: pip install -e '.[ctranslate2]'):
   Transformer checkpoints only (CTranslate2 has no RNN encoder-decoder). OUTPUT becomes a directory with
   everything a deployment needs: model.bin, config.json and the vocabulary (*_vocabulary.json) of CTranslate2,
   source.spm and target.spm (the SentencePiece models; the same file twice for a joint vocabulary) and nmt.json

@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         from nmt.serve.app import create_app
     except ImportError as e:
-        raise NMTError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({e})") from None
+        raise NMTError(f"nmt-serve needs the serve extra: pip install -e '.[serve]' in the checkout ({e})") from None
     import torch
 
     import nmt
