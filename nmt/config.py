@@ -22,6 +22,73 @@ class ConfigError(NMTError, ValueError):
     """A configuration value that cannot work (raised before any data loads)."""
 
 
+# --------------------------------------------------------------------------------------------- ranges
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field may take: ``lo`` / ``hi`` bounds (None: unbounded), each closed unless open.
+
+    Every numeric field of every schema has one in :data:`RANGES`; :func:`check_ranges` runs them first in each
+    ``__post_init__``, so a value like ``model.d_model=0`` fails when the config is built, not deep in the model.
+    Floats must also be finite (``nan`` and ``inf`` are refused).
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return above and below
+
+    def __str__(self) -> str:
+        lo, hi = (f"{x:g}" if x is not None else "" for x in (self.lo, self.hi))
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+        if self.lo == 0 and self.lo_open:
+            return "positive"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {lo}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {hi}"
+        return "a finite number"
+
+
+ANY = Range()
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, lo_open=True)
+AT_LEAST_1 = Range(1)
+PROBABILITY = Range(0, 1, hi_open=True)  # dropout, label smoothing: [0, 1)
+
+
+def check_ranges(cfg: Any, section: str, *, flags: bool = False) -> None:
+    """Check every numeric field of ``cfg`` against its :data:`RANGES` entry (list items one by one).
+
+    Args:
+        cfg: a schema instance.
+        section: its place in the config tree (``model``), so that errors name the key as the user writes it.
+        flags: also name the command-line flag (``--beam-size``) of each field (search settings).
+
+    Raises:
+        ConfigError: ``model.dropout must be in [0, 1), got 1.5``.
+    """
+    for name, allowed in RANGES[type(cfg)].items():
+        value = getattr(cfg, name)
+        items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+        for i, v in items:
+            if v is None:
+                continue
+            key = f"{section}.{name}" + (f"[{i}]" if i is not None else "")
+            flag = f" (the flag --{name.replace('_', '-')})" if flags else ""
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(f"{key} must be a number {allowed}, got {v!r}{flag}")
+            if v not in allowed:
+                raise ConfigError(f"{key} must be {allowed}, got {v}{flag}")
+
+
 # --------------------------------------------------------------------------------------------- choices
 class TokenizerType(str, Enum):
     unigram = "unigram"
@@ -225,6 +292,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "data")
         if self.src_lang == self.tgt_lang:
             raise ConfigError(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
         if self.max_len < 1:
@@ -284,6 +352,7 @@ class TokenizerConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "tokenizer")
         if bool(self.src_model_path) != bool(self.tgt_model_path):
             raise ConfigError("tokenizer.src_model_path and tokenizer.tgt_model_path go together: set both or neither")
         if self.src_model_path and self.model_path:
@@ -338,6 +407,7 @@ class RNNConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "model")
         if self.arch != "rnn":
             raise ConfigError(f"RNNConfig.arch must be 'rnn', got {self.arch!r}")
         if self.hidden_dim % 2:
@@ -380,6 +450,7 @@ class TransformerConfig:
     tie_embeddings: bool = field(
         default=True, metadata={"help": "source, target and output share one matrix (needs tokenizer.joint=true)"}
     )
+    # The default -2, the penultimate layer, is the last one of a 1-layer decoder (see alignment_layer_index).
     alignment_layer: int = field(
         default=-2,
         metadata={
@@ -392,22 +463,42 @@ class TransformerConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "model")
         if self.arch != "transformer":
             raise ConfigError(f"TransformerConfig.arch must be 'transformer', got {self.arch!r}")
         if self.d_model % self.heads:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
         if min(self.encoder_layers, self.decoder_layers) < 1:
             raise ConfigError("model.encoder_layers and model.decoder_layers must be >= 1")
-        if not -self.decoder_layers <= self.alignment_layer < self.decoder_layers:
-            raise ConfigError(
-                f"model.alignment_layer={self.alignment_layer} is out of range for {self.decoder_layers} layers"
-            )
+        alignment_layer_index(self.alignment_layer, self.decoder_layers)
         for h in self.alignment_heads or []:
             if not 0 <= h < self.heads:
                 raise ConfigError(f"model.alignment_heads has {h}, but there are {self.heads} heads")
 
 
 ModelConfig = RNNConfig | TransformerConfig
+
+DEFAULT_ALIGNMENT_LAYER = -2  # TransformerConfig.alignment_layer's default: the penultimate layer (as fairseq)
+
+
+def alignment_layer_index(layer: int, layers: int, *, name: str = "model.alignment_layer") -> int:
+    """The 0-based decoder layer that ``layer`` names among ``layers`` (negative values count from the top).
+
+    The default, -2 (the penultimate layer), names the last layer when the decoder has only one, so that a
+    default never makes a valid model fail; any other value out of range is an error.
+
+    Raises:
+        ConfigError: ``layer`` is out of range (the message starts with ``name``).
+    """
+    if layer == DEFAULT_ALIGNMENT_LAYER and layers == 1:
+        return 0
+    if not -layers <= layer < layers:
+        plural = "s" if layers != 1 else ""
+        raise ConfigError(
+            f"{name} {layer} is out of range: the decoder has {layers} layer{plural} (0..{layers - 1}, or "
+            f"-{layers}..-1 counted from the top)"
+        )
+    return layer % layers
 
 
 # --------------------------------------------------------------------------------------------- search
@@ -463,6 +554,7 @@ class SearchConfig:
     batch_tokens: int = field(default=4096, metadata={"help": "source tokens per decoding batch"})
 
     def __post_init__(self) -> None:
+        check_ranges(self, "search", flags=True)
         if self.beam_size < 1:
             raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 1 <= self.nbest <= self.beam_size:
@@ -519,6 +611,7 @@ class AlignmentLossConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "train.alignment")
         if not 0.0 <= self.weight < float("inf"):
             raise ConfigError(f"train.alignment.weight must be a finite number >= 0, got {self.weight}")
 
@@ -647,6 +740,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_ranges(self, "train")
         if self.batch_tokens < 1 or self.accumulate < 1:
             raise ConfigError("train.batch_tokens and train.accumulate must be positive")
         if self.lr <= 0:
@@ -702,6 +796,81 @@ class NMTConfig:
             raise ConfigError("guided alignment training (train.alignment.file) needs model=transformer")
         if self.train.alignment.file and self.model.alignment_heads is None:
             self.model.alignment_heads = [0]  # Garg et al.: one supervised head; recorded for nmt-align
+
+
+# --------------------------------------------------------------------------------------------- value ranges
+# Every numeric field of every schema, checked by check_ranges() first thing in each __post_init__ (a test makes
+# sure no numeric field is missing here). Kept apart from the fields so that their help texts stay readable.
+RANGES: dict[type, dict[str, Range]] = {
+    DataConfig: {"max_len": AT_LEAST_1},
+    TokenizerConfig: {
+        "vocab_size": Range(8),
+        "character_coverage": Range(0, 1, lo_open=True),
+        "input_sentence_size": NON_NEGATIVE,  # 0: every sentence
+        "sampling_alpha": Range(0, 1),
+        "sampling_nbest": Range(-1),  # -1: the whole lattice
+    },
+    RNNConfig: {
+        "embed_dim": AT_LEAST_1,
+        "hidden_dim": Range(2),
+        "encoder_layers": AT_LEAST_1,
+        "decoder_layers": AT_LEAST_1,
+        "dropout": PROBABILITY,
+    },
+    TransformerConfig: {
+        "d_model": AT_LEAST_1,
+        "ffn_dim": AT_LEAST_1,
+        "heads": AT_LEAST_1,
+        "encoder_layers": AT_LEAST_1,
+        "decoder_layers": AT_LEAST_1,
+        "dropout": PROBABILITY,
+        "attention_dropout": PROBABILITY,
+        "max_positions": AT_LEAST_1,
+        "alignment_layer": ANY,  # checked against decoder_layers in __post_init__
+        "alignment_heads": NON_NEGATIVE,  # checked against heads in __post_init__
+    },
+    SearchConfig: {
+        "beam_size": AT_LEAST_1,
+        "nbest": AT_LEAST_1,
+        "lenpen": ANY,  # negative values favour short outputs
+        "max_len_a": NON_NEGATIVE,
+        "max_len_b": NON_NEGATIVE,
+        "sampling_topk": NON_NEGATIVE,
+        "min_len": NON_NEGATIVE,  # 0: off
+        "no_repeat_ngram": NON_NEGATIVE,  # 0: off
+        "sampling_topp": Range(0, 1, lo_open=True),
+        "sampling_temperature": POSITIVE,
+        "batch_tokens": AT_LEAST_1,
+    },
+    AlignmentLossConfig: {"weight": NON_NEGATIVE},
+    TrainConfig: {
+        "batch_tokens": AT_LEAST_1,
+        "accumulate": AT_LEAST_1,
+        "lr": POSITIVE,
+        "betas": PROBABILITY,
+        "weight_decay": NON_NEGATIVE,
+        "warmup_steps": NON_NEGATIVE,
+        "plateau_factor": Range(0, 1, lo_open=True, hi_open=True),
+        "plateau_patience": AT_LEAST_1,
+        "min_lr": NON_NEGATIVE,
+        "clip_norm": NON_NEGATIVE,  # 0: no clipping
+        "label_smoothing": PROBABILITY,
+        "max_steps": NON_NEGATIVE,
+        "max_epochs": NON_NEGATIVE,  # 0: no limit
+        "eval_every": AT_LEAST_1,
+        "save_every": AT_LEAST_1,
+        "keep_last": AT_LEAST_1,
+        "patience": NON_NEGATIVE,  # 0: never stop early
+        "log_every": AT_LEAST_1,
+        "seed": ANY,
+        "num_workers": NON_NEGATIVE,
+        "threads": NON_NEGATIVE,  # 0: torch's default
+        "max_nan_steps": AT_LEAST_1,
+        "heatmap_sentences": NON_NEGATIVE,
+        "valid_beam_size": AT_LEAST_1,
+        "matmul_peak_gflops": NON_NEGATIVE,  # 0: measured
+    },
+}
 
 
 # --------------------------------------------------------------------------------------------- plain dicts

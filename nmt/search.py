@@ -57,6 +57,7 @@ must return a fresh tensor there (``log_softmax`` output is).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -361,18 +362,23 @@ def translate_ids(
     need_attention: bool = False,
     generator: torch.Generator | None = None,
     precision: Precision = Precision.fp32,
+    progress: Callable[[int], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Search for every source (piece ids, no specials) in length-sorted token-budget batches; input order out.
 
     An empty source gives one empty hypothesis (score 0, attention [[1.0]]) without a model call. The model is
     put in eval mode for the duration (and restored), so validation during training can call this directly.
     ``precision`` ``bf16``/``fp16`` runs the model under autocast (bf16 is the fast format of recent CPUs).
+    ``progress`` is called with the number of sources finished: once for the empty ones, then after each batch
+    (a progress bar's ``update``; once per batch, never per step).
     """
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     todo = [i for i, ids in enumerate(src_ids) if ids]
     for i, ids in enumerate(src_ids):
         if not ids:
             results[i] = [Hypothesis([], 0.0, 0.0, torch.ones(1, 1) if need_attention else None)]
+    if progress is not None and len(todo) < len(src_ids):
+        progress(len(src_ids) - len(todo))
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -386,6 +392,8 @@ def translate_ids(
                 )
             for i, h in zip(rows, hyps):  # scatter back by original index
                 results[i] = h
+            if progress is not None:
+                progress(len(rows))
     finally:
         model.train(was_training)
     return results

@@ -14,7 +14,7 @@ from nmt.cli.common import new_parser, run_cli, setup_logging
 from nmt.errors import NMTError
 
 PROG = "nmt-average"
-EPILOG = "exit status: 0 success, 2 a user error (missing, corrupt or mismatched checkpoints)."
+EPILOG = "checks: every checkpoint exists, loads safely and has the same architecture and parameter shapes."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ PROG = "nmt-export"
 
 
 EPILOG = """\
-ctranslate2 (needs: pip install 'nmt[ctranslate2]'):
+ctranslate2 (needs the extra: pip install -e '.[ctranslate2]'):
   Transformer checkpoints only (CTranslate2 has no RNN encoder-decoder). OUTPUT becomes a directory with
   everything a deployment needs: model.bin, config.json and the vocabulary (*_vocabulary.json) of CTranslate2,
   source.spm and target.spm (the SentencePiece models; the same file twice for a joint vocabulary) and nmt.json
@@ -35,7 +35,8 @@ ctranslate2 (needs: pip install 'nmt[ctranslate2]'):
   source length (+ EOS) and the output length. Default: 1,024 or what the checkpoint's data.max_len and output
   cap need, if more; for learned positions the model's own table.
 
-exit status: 0 success, 2 a user error (bad checkpoint or flags, an RNN model, an existing OUTPUT, no ctranslate2).
+checks (each a user error): a readable Transformer checkpoint (not an RNN), an OUTPUT that is absent or empty
+(or --force), ctranslate2 installed.
 """
 
 

@@ -37,7 +37,8 @@ errors:
   JSON {"error": "..."} naming the field: 400 not JSON, 413 over --max-body-bytes or --max-request-sentences,
   422 wrong types, unknown fields, values out of range, a sentence over --max-sentence-pieces.
 
-exit status: 0 after a clean shutdown (Ctrl-C), 2 a user error (flags or checkpoint).
+stopping: Ctrl-C or SIGTERM shuts the server down cleanly, with exit status 0 (not 128+N as below); flags and
+the checkpoint are checked before it listens.
 """
 
 
@@ -75,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         from nmt.serve.app import create_app
     except ImportError as e:
-        raise NMTError(f"nmt-serve needs the serve extra: pip install 'nmt[serve]' ({e})") from None
+        raise NMTError(f"nmt-serve needs the serve extra: pip install -e '.[serve]' in the checkout ({e})") from None
     import torch
 
     import nmt

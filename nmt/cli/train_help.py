@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nmt import __version__
+from nmt.cli.common import EXIT_STATUS_HELP
 from nmt.config import NMTConfig, RNNConfig, TransformerConfig
 
 WIDTH = 118  # the page's width (the README's code blocks and a wide terminal)
@@ -78,6 +79,7 @@ def render(config_dir: str | Path) -> str:
         _wrap(PLUS),
         _options(),
         _wrap(HYDRA),
+        EXIT_STATUS_HELP,
     ]
     return "\n\n".join(parts) + "\n"
 

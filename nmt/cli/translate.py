@@ -13,6 +13,8 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from nmt.cli.common import (
     add_alignment_flags,
@@ -27,6 +29,7 @@ from nmt.cli.common import (
     search_overrides,
     setup_logging,
 )
+from nmt.cli.reading import CountingLines, arrivals, is_terminal, regular_file_size
 from nmt.config import Precision
 from nmt.errors import NMTError
 
@@ -71,15 +74,22 @@ alignments (--alignments FILE):
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
   the source word with the largest weight (or to all with at least --alignment-threshold).
 
+interactive use and progress:
+  A file (--input, or a file redirected into stdin) is read --chunk-lines lines at a time. Standard input from a
+  pipe or a terminal is read as it arrives: the lines that have arrived are translated at most --wait-ms after the
+  first of them (a full chunk does not wait), and the output is flushed after each group, so a person typing
+  sentences, or a program writing a line and reading its translation back, gets each translation at once. Order and
+  one output line per input line hold as always. On a terminal, stderr shows a progress bar advanced after each
+  batch, with a total and an ETA when the input is a file (estimated from the bytes read until all is read), and
+  a closing line with the speed (--quiet: neither).
+
 engines (--engine):
-  nmt (default) runs the checkpoint(s) with PyTorch. ctranslate2 runs a directory written by
-  nmt-export --format ctranslate2 (pip install 'nmt[ctranslate2]'), with the same output contract; search
+  nmt (default) runs the checkpoint(s) with PyTorch. ctranslate2 runs a directory written by nmt-export --format
+  ctranslate2 (the ctranslate2 extra: pip install -e '.[ctranslate2]'), with the same output contract; search
   defaults and the maximum source length come from the export. Greedy outputs equal nmt's; in beam search
   CTranslate2 ranks by log p / |y|^lenpen (|y| without EOS) and caps lengths per batch (each output is then cut to
   its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
   export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
-
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
 """
 
 
@@ -109,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
     )
     r.add_argument(
+        "--wait-ms",
+        type=float,
+        metavar="MS",
+        default=100.0,
+        help="stdin from a pipe or terminal: translate what has arrived at most MS ms after the first line of a "
+        "chunk, without waiting for a full chunk (default: 100; see 'interactive use')",
+    )
+    r.add_argument(
         "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
     )
     add_running_flags(r, precision_default=None)
@@ -128,11 +146,13 @@ def overrides(args: argparse.Namespace) -> dict:
 def _translate(args: argparse.Namespace) -> int:
     import torch
 
-    from nmt.translate import Translator, decode_lines
+    from nmt.translate import Translator, chunks, decode_lines
 
     for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
+    if args.wait_ms < 0:
+        raise NMTError(f"--wait-ms must be 0 or more, got {args.wait_ms:g}")
     start = time.perf_counter()
     if args.engine == "ctranslate2":
         translator = _ct2_translator(args)
@@ -157,27 +177,41 @@ def _translate(args: argparse.Namespace) -> int:
         if given:
             raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
-    progress = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(unit=" sent", file=sys.stderr, desc=PROG, dynamic_ncols=True)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_input(args.input))
         out = stack.enter_context(open_output(args.output))
         align = stack.enter_context(open_output(args.alignments)) if args.alignments else None
         name = "<stdin>" if args.input == "-" else args.input
-        lines = decode_lines(src, name=name, errors=args.errors)
-        for t in translator.stream(lines, chunk_lines=args.chunk_lines):
+        reader = CountingLines(src)
+        size = regular_file_size(src)  # None for a pipe or a terminal
+        lines = decode_lines(reader, name=name, errors=args.errors)
+        if size is None:  # interactive: translate what has arrived (see arrivals)
+            groups = arrivals(lines, size=args.chunk_lines, wait=args.wait_ms / 1000)
+            if is_terminal(src) and not args.quiet:
+                print(f"{PROG}: type a sentence and press Enter (Ctrl-D ends)", file=sys.stderr)
+        else:
+            groups = chunks(lines, args.chunk_lines)
+        bar = _progress_bar(args, src)
+        stack.callback(lambda: bar is not None and bar.close())
+        ends: list[int] = [0]  # the last line number of the group being translated
+
+        def counted(groups: Iterator[list[str]]) -> Iterator[list[str]]:
+            for group in groups:
+                ends[0] += len(group)
+                if bar is not None and size:  # a file: lines so far scaled by the share of its bytes read
+                    bar.total = max(ends[0], round(ends[0] * size / max(reader.bytes, 1)))
+                    bar.refresh()
+                yield group
+
+        progress = bar.update if bar is not None else None
+        for t in translator.stream(counted(groups), chunked=True, progress=progress):
             out.write(format_translation(t, nbest).encode("utf-8"))
             if align is not None:
                 align.write((translator.links(t, threshold=args.alignment_threshold) + "\n").encode("utf-8"))
-            if progress is not None:
-                progress.update(1)
-            if t.line % args.chunk_lines == 0:  # the end of a chunk: let downstream see it
+            if t.line == ends[0]:  # the end of a group: let downstream (a person, a pipe) see it
                 out.flush()
-    if progress is not None:
-        progress.close()
+                if align is not None:
+                    align.flush()
     if not args.quiet:
         st, wall = translator.stats, time.perf_counter() - loaded
         print(
@@ -188,6 +222,16 @@ def _translate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _progress_bar(args: argparse.Namespace, src: Any) -> Any:
+    """A tqdm bar of lines on stderr when it is a terminal (not when a person types into stdin there), advanced
+    after each batch; its total (hence an ETA) is set from the input's size once it is known to be a file."""
+    if args.quiet or not sys.stderr.isatty() or is_terminal(src):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" sent", file=sys.stderr, desc=PROG, dynamic_ncols=True, leave=False)
 
 
 def _ct2_translator(args: argparse.Namespace):

@@ -157,6 +157,9 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
         ensure_download(data.download, [data.src_lang, data.tgt_lang], root)
     corpora = Corpora(data, root, cache)
     train = corpora.train()
+    # Dev and test sets are read before any tokenizer is trained: an empty one stops the run at once.
+    valid_corpus = _scorable(corpora.load(data.valid), "data.valid")
+    test_corpora = [_scorable(corpora.load(t), "data.test") for t in data.test]
 
     if tokenizer is None:
         tokenizer = _given_tokenizer(tok) or _cached_tokenizer(train, tok, cache)
@@ -165,8 +168,8 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
     tokenizer.sampling_alpha, tokenizer.sampling_nbest = tok.sampling_alpha, tok.sampling_nbest
 
     train_data = _cached_train_data(train, tokenizer, data, keep_texts=tok.sampling_alpha > 0, cache=cache)
-    valid = _eval_set(corpora.load(data.valid), tokenizer)
-    tests = [_eval_set(corpora.load(t), tokenizer) for t in data.test]
+    valid = _eval_set(valid_corpus, tokenizer)
+    tests = [_eval_set(corpus, tokenizer) for corpus in test_corpora]
     log.info(
         "data: %d training pairs, valid %s (%d), tests %s",
         len(train_data),
@@ -175,6 +178,24 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
         ", ".join(f"{t.name} ({len(t)})" for t in tests) or "none",
     )
     return PreparedData(tokenizer=tokenizer, train=train_data, valid=valid, tests=tests)
+
+
+def _scorable(corpus: Parallel, key: str) -> Parallel:
+    """A dev or test corpus with at least one pair to score; an empty one would report a BLEU of nothing (and, as
+    the dev set, pick ``best.pt`` from nothing).
+
+    Raises:
+        DataError: no line, or no line with text on both sides; names the files and the config key.
+    """
+    if any(s.strip() and t.strip() for s, t in zip(corpus.src, corpus.tgt)):
+        return corpus
+    what = "no lines" if not len(corpus) else f"{len(corpus)} lines, none with text on both sides"
+    use = (
+        "a dev set picks the best checkpoint and stops training early: give one with sentences"
+        if key == "data.valid"
+        else "there is nothing to score: give a test set with sentences, or leave it out of data.test"
+    )
+    raise DataError(f"{key}={corpus.name!r} ({', '.join(corpus.files)}) has {what}; {use}")
 
 
 def _eval_set(corpus: Parallel, tokenizer: Tokenizer) -> EvalSet:

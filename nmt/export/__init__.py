@@ -3,7 +3,7 @@
 :mod:`nmt.export.ctranslate2` converts a Transformer checkpoint into a self-contained CTranslate2 model directory
 (``nmt-export --format ctranslate2``); :mod:`nmt.export.ct2_translate` translates with such a directory through the
 same line-by-line contract as :class:`nmt.translate.Translator` (``nmt-translate --engine ctranslate2``).
-Both need the optional ``ctranslate2`` package (``pip install 'nmt[ctranslate2]'``).
+Both need the optional ``ctranslate2`` package (the ``ctranslate2`` extra: ``pip install -e '.[ctranslate2]'``).
 """
 
 # CTranslate2's weight types (``ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES``); here, so that ``--help`` does

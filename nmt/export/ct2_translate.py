@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,15 @@ class CT2Translator(Translator):
             "sampling_temperature": cfg.sampling_temperature if cfg.sampling else 1.0,
         }
 
-    def _search(self, src_ids: list[list[int]]) -> list[list[Hypothesis]]:
+    def _search(
+        self, src_ids: list[list[int]], *, progress: Callable[[int], None] | None = None
+    ) -> list[list[Hypothesis]]:
         """One ``translate_batch`` per length-sorted token batch; hypotheses cut to their sentence's cap."""
         cfg = self.cfg
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] if not ids else [] for ids in src_ids]
         todo = [i for i, ids in enumerate(src_ids) if ids]
+        if progress is not None and len(todo) < len(src_ids):
+            progress(len(src_ids) - len(todo))
         for batch_pos in length_batches([len(src_ids[i]) for i in todo], cfg.batch_tokens):
             rows = [todo[p] for p in batch_pos]
             caps = [math.floor(cfg.max_len_a * len(src_ids[i])) + cfg.max_len_b for i in rows]
@@ -171,6 +176,8 @@ class CT2Translator(Translator):
                 results[i] = [
                     self._hypothesis(pieces, score, cap) for pieces, score in zip(result.hypotheses, result.scores)
                 ]
+            if progress is not None:
+                progress(len(rows))
         return results
 
     def _hypothesis(self, pieces: list[str], score: float, cap: int) -> Hypothesis:

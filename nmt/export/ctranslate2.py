@@ -60,7 +60,7 @@ META_FILE = "nmt.json"
 SOURCE_SPM, TARGET_SPM = "source.spm", "target.spm"
 FORBIDDEN_LOGIT = -1e4  # bias of PAD and BOS: finite in float16 too, far below any real logit
 MIN_SINUSOID_POSITIONS = 1024  # default table size for sinusoidal models (about 1 MiB at d_model 256)
-INSTALL_HINT = "pip install 'nmt[ctranslate2]'"
+INSTALL_HINT = "pip install -e '.[ctranslate2]' in the nmt checkout (or pip install 'ctranslate2>=4.5')"
 
 
 def require_ctranslate2() -> ModuleType:

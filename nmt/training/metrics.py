@@ -198,29 +198,16 @@ def flops_per_token(model: torch.nn.Module, batch: Any) -> float:
 
 
 def attention_figure(attention: Any, src_pieces: list[str], tgt_pieces: list[str], title: str = "") -> Any:
-    """A heatmap of one sentence's attention: target pieces down, source pieces across.
+    """TensorBoard's heatmap of one sentence's attention: :func:`nmt.analysis.attention.heatmap_figure` (the
+    renderer of the dumps too) with the word links the attention gives drawn on.
 
     Args:
         attention: (T, S) weights (rows: target positions incl. ``</s>``; columns: source pieces incl. ``</s>``).
         src_pieces: S labels. tgt_pieces: T labels.
     """
-    import matplotlib
+    from nmt.analysis.alignment import attention_to_links
+    from nmt.analysis.attention import heatmap_figure
 
-    matplotlib.use("Agg")  # no display: render to a buffer only
-    from matplotlib.figure import Figure
-
-    weights = torch.as_tensor(attention, dtype=torch.float32).cpu().numpy()
-    t, s = weights.shape
-    fig = Figure(figsize=(max(3.0, 0.32 * s + 1.5), max(3.0, 0.32 * t + 1.2)), dpi=80)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(s))
-    ax.set_xticklabels(src_pieces[:s], rotation=90, fontsize=7)
-    ax.set_yticks(range(t))
-    ax.set_yticklabels(tgt_pieces[:t], fontsize=7)
-    ax.set_xlabel("source")
-    ax.set_ylabel("target")
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
+    weights = torch.as_tensor(attention, dtype=torch.float32).cpu()
+    links = attention_to_links(weights, src_pieces[:-1], tgt_pieces[:-1])  # without the EOS row and column
+    return heatmap_figure(weights, src_pieces, tgt_pieces, title=title, links=links)

@@ -22,15 +22,17 @@ from nmt.config import InitReset, NMTConfig, to_dict
 from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
+from nmt.experiments import jobs
 from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
-from nmt.training import distributed, finetune, guided, runtime, session
+from nmt.training import distributed, finetune, guided, rundir, runtime, session
 from nmt.training.metrics import MetricsWriter, Window
 from nmt.training.progress import Progress
+from nmt.training.rundir import RunDirLock
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import Updater
-from nmt.training.validate import draw_heatmaps, validate
+from nmt.training.validate import cap_dev_set, draw_heatmaps, validate
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,16 @@ class Interrupted(NMTError):
 def train(cfg: NMTConfig, run_dir: str | Path) -> float:
     """Train as ``cfg`` says, writing everything into ``run_dir``; resume from ``run_dir/checkpoints/last.pt``.
 
+    The run directory is checked writable and locked first (:mod:`nmt.training.rundir`): one training at a time.
+
     Returns:
         The best dev BLEU (what hyper-parameter sweepers optimise), the same on every rank.
+
+    Raises:
+        RunDirError: another process trains in ``run_dir``, or it cannot be written.
     """
-    return Trainer(cfg, Path(run_dir)).fit()
+    with RunDirLock(run_dir, is_main=distributed.init().is_main):
+        return Trainer(cfg, Path(run_dir)).fit()
 
 
 class Trainer:
@@ -66,6 +74,7 @@ class Trainer:
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.log_handler = runtime.ensure_log_file(run_dir / "train.log")
+            rundir.remove_leftovers(run_dir)  # only while this process holds the directory
         self.peak_flops = runtime.matmul_peak(self.tc, self.device)  # before seeding: it draws random numbers
 
         ckpt_path = session.resume_path(self.tc, run_dir)
@@ -74,6 +83,8 @@ class Trainer:
         init = finetune.load_init(cfg, resuming=resumed is not None) if self.tc.init_from else None
         seed_everything(self.tc.seed + self.dist.rank)  # ranks differ in dropout, never in initial weights (DDP)
         self.data: PreparedData = session.prepare(cfg, self.dist, resumed or init)
+        if self.main:  # only rank 0 validates
+            self.data.valid = cap_dev_set(self.data.valid, cfg.data.max_len)
         self.tokenizer = self.data.tokenizer
         if self.main:
             self.tokenizer.save(run_dir / "tokenizer")
@@ -356,7 +367,7 @@ class Trainer:
             "Raise train.max_steps (a total, not a number of extra updates) to train on.",
             self.state.step, why,
         )  # fmt: skip
-        if self.main and not (self.run_dir / "results.json").exists():
+        if self.main and jobs.read_results(self.run_dir) is None:  # missing or damaged: write it (again)
             self.final_report()
         return self.state.best_bleu
 

@@ -166,7 +166,7 @@ def test_import_nmt_is_light_and_exports_the_api():
     assert out[0] == str(sorted([*names, "load"]))
     from importlib.metadata import version
 
-    assert out[1] == nmt.__version__ == version("nmt")
+    assert out[1] == nmt.__version__ == version("nmt-toolkit")
     for name in nmt.__all__:
         assert getattr(nmt, name) is not None and name in dir(nmt)
     with pytest.raises(AttributeError, match="Translatorr"):

@@ -22,8 +22,8 @@ from nmt.analysis.alignment import word_ids
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'nmt[serve]'")
-pytest.importorskip("selenium", reason="selenium is not installed: pip install 'nmt[browser]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[browser]'")
 if CHROMIUM is None or DRIVER is None:
     pytest.skip(
         "no Chromium/ChromeDriver: install Debian's packages with `apt-get install chromium chromium-driver`",

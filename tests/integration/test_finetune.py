@@ -16,15 +16,11 @@ import torch
 from corpus_io import read_gz_lines, write_lines
 from integration_helpers import BIN
 
-import nmt.errors
 from nmt.checkpoint import checkpoint_config, load_checkpoint
 from nmt.config import ConfigError, DataConfig, InitReset, NMTConfig, SearchConfig, TrainConfig, TransformerConfig
-from nmt.errors import CheckpointError
+from nmt.errors import EXIT_USER_ERROR, CheckpointError
 from nmt.training import finetune
 from nmt.training.trainer import Trainer
-
-# A user error exits 2 once the exit-status convention of nmt.errors (EXIT_USER_ERROR) is merged; 1 before it.
-USER_ERROR = getattr(nmt.errors, "EXIT_USER_ERROR", 1)
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +183,14 @@ def test_nmt_train_fine_tunes_on_another_corpus_and_a_restart_resumes_without_th
 def test_nmt_train_refuses_a_fine_tuning_config_with_another_shape(trained_checkpoint, iwslt, tmp_path, cli_env):
     cmd = command(tmp_path / "run", iwslt, trained_checkpoint, "model.d_model=128", "tokenizer.vocab_size=8000")
     proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == USER_ERROR, proc.stderr[-2000:]
+    assert proc.returncode == EXIT_USER_ERROR, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "model.d_model=64 but the config asks for 128" in proc.stderr
     assert "tokenizer.vocab_size=500 but the config asks for 8000" in proc.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not list((tmp_path / "run").glob("checkpoints/*.pt"))  # refused before any training
     proc = subprocess.run(
         [*cmd[:-2], "model=rnn_bahdanau"], env=cli_env, capture_output=True, text=True, timeout=120
     )  # an RNN preset for a Transformer checkpoint
-    assert proc.returncode == USER_ERROR and "model.arch='transformer' but the config asks for 'rnn'" in proc.stderr
+    assert (
+        proc.returncode == EXIT_USER_ERROR and "model.arch='transformer' but the config asks for 'rnn'" in proc.stderr
+    )

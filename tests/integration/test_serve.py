@@ -21,8 +21,8 @@ from serve_helpers import post, start_server
 import nmt
 from nmt.config import AttentionType, RNNConfig
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'nmt[serve]'")
-pytest.importorskip("httpx", reason="the dev extra is not installed: pip install 'nmt[dev]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install -e '.[serve]'")
+pytest.importorskip("httpx", reason="the dev extra is not installed: pip install -e '.[dev]'")
 
 from fastapi.testclient import TestClient
 

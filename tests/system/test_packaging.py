@@ -26,8 +26,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # --no-build-isolation: no download; setuptools comes with the test environment.
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
     subprocess.run(cmd, check=True, cwd=src, env={**os.environ, "PIP_NO_INPUT": "1"})
-    (path,) = out.glob("nmt-*.whl")
+    (path,) = out.glob("nmt_toolkit-*.whl")  # the distribution name; the import package is nmt
     return path
+
+
+def test_the_wheel_is_nmt_toolkit_holding_the_package_nmt(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        (metadata,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = z.read(metadata).decode("utf-8").splitlines()
+        names = z.namelist()
+    assert "Name: nmt-toolkit" in lines  # "nmt" on the package index is an unrelated project
+    assert "nmt/__init__.py" in names and not any(n.startswith("nmt_toolkit/") for n in names)
 
 
 def test_wheel_holds_every_preset(wheel: Path) -> None:

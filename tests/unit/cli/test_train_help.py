@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nmt.cli.common import EXIT_STATUS_HELP
 from nmt.cli.train import config_dir
 from nmt.cli.train_help import describe, render
 from nmt.config import (
@@ -113,6 +114,7 @@ def test_every_preset_is_listed_with_its_description_and_no_schema_entry(page):
     assert "    multi30k_de_en *" in page and "    transformer *" in page and "    unigram *" in page
     assert "+experiment=" in page and "+sweep=" in page and "Why the +" in page
     assert "--hydra-help" in page and "examples:" in page
+    assert page.rstrip().endswith(EXIT_STATUS_HELP.rstrip())  # as every nmt tool's --help
 
 
 def test_nmt_train_help_and_nmt_train_h_print_the_page_and_train_nothing(page, tmp_path):

@@ -53,7 +53,7 @@ def test_the_exported_table_is_nmts_sinusoids_from_position_0():
 
 def test_missing_ctranslate2_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # makes ``import ctranslate2`` raise ImportError
-    with pytest.raises(NMTError, match=r"pip install 'nmt\[ctranslate2\]'"):
+    with pytest.raises(NMTError, match=r"pip install -e '\.\[ctranslate2\]'"):
         require_ctranslate2()
 
 

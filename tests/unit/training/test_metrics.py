@@ -56,6 +56,7 @@ def test_attention_figure_becomes_a_tensorboard_image(tmp_path):
     weights = torch.softmax(torch.randn(4, 5), dim=-1)
     fig = attention_figure(weights, ["▁ein", "▁Hund", "▁läuft", ".", "</s>"], ["▁a", "▁dog", "▁runs", "</s>"], "x")
     assert len(fig.axes[0].get_xticklabels()) == 5 and len(fig.axes[0].get_yticklabels()) == 4
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 3  # the colour bar; one box per target word's link
     w = MetricsWriter(tmp_path)
     w.figure("attention/dev_0", fig, 7)
     w.close()
