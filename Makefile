@@ -12,7 +12,9 @@ $(BIN)/activate:
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,align,sweeps]'
+	@# Older checkouts installed this project as "nmt" (an unrelated project on the package index): drop that.
+	$(BIN)/pip uninstall -q -y nmt 2>/dev/null || true
+	$(BIN)/pip install -q -e '.[dev,align,sweeps,ctranslate2,serve,browser]'
 	touch $@
 
 .PHONY: install demo test lint bench

@@ -9,8 +9,14 @@ attention dumps and the AER against gold word alignments.
 
     {"format": "nmt-results-1", "search": {...}, "dev": SET | null, "test": [SET, ...], ...the tool's own keys}
     SET = {"name", "files", "sentences", "bleu", "chrf", "bleu_signature", "chrf_signature",
-           "buckets": [{"lo", "hi", "label", "sentences", "bleu"}, ...], "hypotheses", "decode_seconds",
-           "alignment": {...} (only with gold alignments)}
+           "bleu_precisions", "bleu_bp", "bleu_ratio", "bleu_hyp_len", "bleu_ref_len",   (sacrebleu's BLEU report)
+           "buckets": [{"lo", "hi", "label", "sentences", "bleu", "bleu_low", "bleu_high"}, ...],
+           "hypotheses", "decode_seconds",
+           "alignment": {"method", "aer", "precision", "recall", "sentences", "of", ...} (only with gold alignments)}
+
+``buckets`` is BLEU by source length with 95% bootstrap intervals (:func:`nmt.evaluate.bleu_by_length`, the same
+buckets in every tool). ``alignment`` scores forced alignments of every (source, reference) pair against the gold
+links (``"method": "forced (shift)"``, or ``"forced (attention)"`` for a model trained on those rows).
 
 ``hypotheses`` is relative to the directory of ``results.json``. ``nmt-train`` adds the run's facts (model,
 parameters, steps, wall time, throughput, ...), ``nmt-evaluate`` the checkpoints it read.
@@ -19,18 +25,21 @@ parameters, steps, wall time, throughput, ...), ``nmt-evaluate`` the checkpoints
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.analysis.alignment import aer, read_pharaoh
+from nmt.analysis.alignment import GoldAlignment, aer, check_gold_ranges, format_pharaoh, read_pharaoh
 from nmt.analysis.attention import AttentionRecord, plot_heatmap, save_attention
+from nmt.analysis.forced import ForcedAligner
 from nmt.config import NMTConfig
 from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
 from nmt.errors import DataError, NMTError
-from nmt.evaluate import Bucket, Scores, bleu_by_length, score
+from nmt.evaluate import BUCKET_WIDTH, LAST_BUCKET, Bucket, Scores, bleu_by_length, score
 from nmt.specials import EOS_PIECE
 from nmt.translate import Translation, Translator
 
@@ -96,7 +105,7 @@ def load_test_sets(
         sources, references = list(read_lines(src)), list(read_lines(ref))
         if len(sources) != len(references):
             raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}")
-        return [TestSet(set_name(src), sources, references, [src, ref])]
+        return [_scorable(TestSet(set_name(src), sources, references, [src, ref]))]
     root = Path(data_dir) if data_dir else None
     if cfg.data.hf.path:
         dd = open_hf(cfg.data.hf, root or data_root())
@@ -107,7 +116,15 @@ def load_test_sets(
         sets = [load_parallel(prefix, cfg.data.src_lang, cfg.data.tgt_lang, root) for prefix in cfg.data.test]
     else:
         raise NMTError("no --src/--ref given, and the checkpoint's config names no test sets (data.test)")
-    return [TestSet(p.name, p.src, p.tgt, [str(f) for f in p.files if f]) for p in sets]
+    return [_scorable(TestSet(p.name, p.src, p.tgt, [str(f) for f in p.files if f])) for p in sets]
+
+
+def _scorable(data: TestSet) -> TestSet:
+    """``data`` if it has a pair to score; a BLEU of nothing would look like a score."""
+    if any(s.strip() and r.strip() for s, r in zip(data.sources, data.references)):
+        return data
+    what = "no lines" if not data.sources else f"{len(data.sources)} lines, none with text on both sides"
+    raise DataError(f"test set {data.name} ({', '.join(data.files)}) has {what}: there is nothing to score")
 
 
 # --------------------------------------------------------------------------------------------- one set
@@ -123,26 +140,33 @@ def report_set(
     heatmaps: int = 0,
     gold: str | None = None,
     gold_base: int = 1,
+    progress: Callable[[int], None] | None = None,
+    bucket_width: int = BUCKET_WIDTH,
+    last_bucket: int = LAST_BUCKET,
 ) -> SetReport:
     """Translate ``data`` (best hypotheses, in order), write them to ``hypotheses_file`` and score them.
 
     Args:
-        translator: the model, tokenizer and search settings (attention kept when dumps or gold are asked for).
+        translator: the model, tokenizer and search settings (attention kept when dumps are asked for).
         relative_to: the directory ``results.json`` goes to (``hypotheses`` is written relative to it).
         tokenize, lowercase: sacrebleu's BLEU tokenizer and case-insensitive scoring.
         dump_dir, heatmaps: attention ``.npz``, Pharaoh alignments and the first ``heatmaps`` heatmaps.
         gold, gold_base: gold word alignments of ``data`` for the AER (``i-j`` sure / ``ipj`` possible links).
+        progress: called with the number of sentences translated after each batch (a progress bar's update).
+        bucket_width, last_bucket: the source-length buckets (the defaults are every tool's).
     """
+    gold_links = read_gold(gold, gold_base, data) if gold else None  # checked before the set is translated
     start = time.perf_counter()
-    translations = translator.translate(data.sources)
+    translations = translator.translate(data.sources, progress=progress)
     seconds = time.perf_counter() - start
     hyps = [t.texts[0] for t in translations]
     write_lines(hypotheses_file, hyps)
-    scores = score(hyps, data.references, tokenize=tokenize, lowercase=lowercase)
-    buckets = bleu_by_length(data.sources, hyps, data.references, tokenize=tokenize, lowercase=lowercase)
+    options = {"tokenize": tokenize, "lowercase": lowercase}
+    scores = score(hyps, data.references, **options)
+    buckets = bleu_by_length(data.sources, hyps, data.references, width=bucket_width, last=last_bucket, **options)
     if dump_dir is not None:
         dump(translator, translations, data.name, dump_dir, heatmaps)
-    alignment = gold_aer(translator, translations, data.references, gold, gold_base) if gold else None
+    alignment = gold_aer(translator, data, gold_links) if gold_links is not None else None
     return SetReport(
         name=data.name,
         files=list(data.files),
@@ -164,22 +188,47 @@ def dump(translator: Translator, translations: list[Translation], name: str, dum
         tgt = [*tok.tgt_pieces(h.tokens), EOS_PIECE]
         records.append(AttentionRecord(t.line - 1, h.attention.numpy(), src, tgt))
     save_attention(dump_dir / f"{name}.attention.npz", records)
-    write_lines(dump_dir / f"{name}.align", [translator.links(t) for t in translations])
-    for r in records[:heatmaps]:
-        plot_heatmap(r, dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png", title=f"{name}, line {r.id + 1}")
+    links = [translator.word_alignment(t) for t in translations]
+    write_lines(dump_dir / f"{name}.align", [format_pharaoh(x) for x in links])
+    for r, x in zip(records[:heatmaps], links):
+        path = dump_dir / f"{name}.heatmaps" / f"{r.id + 1:05d}.png"
+        plot_heatmap(r, path, title=f"{name}, line {r.id + 1}", links=x)
 
 
-def gold_aer(
-    translator: Translator, translations: list[Translation], refs: list[str], path: str, base: int
-) -> dict[str, Any]:
-    """AER of the model's word alignments over the sentences translated exactly as their reference."""
+def read_gold(path: str, base: int, data: TestSet) -> list[GoldAlignment]:
+    """The gold word alignments of ``data``: one line per pair, every link within the words of its source line and
+    reference (a file read with the wrong ``base`` is caught here, with the other base suggested)."""
     gold = read_pharaoh(path, base=base)
-    if len(gold) != len(translations):
-        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(translations)} sentences")
-    same = [i for i, (t, r) in enumerate(zip(translations, refs)) if t.texts[0].split() == r.split() and r.strip()]
-    hyps = [translator.word_alignment(translations[i]) for i in same]
-    result = aer(hyps, [gold[i] for i in same]).as_dict() if same else {"aer": None, "sentences": 0}
-    return {**result, "of": len(gold), "note": "sentences whose output equals the reference word for word"}
+    if len(gold) != len(data.sources):
+        raise DataError(f"{path} has {len(gold)} lines but the test set has {len(data.sources)} sentences")
+    words = [(len(src.split()), len(ref.split())) for src, ref in zip(data.sources, data.references)]
+    check_gold_ranges(gold, words, path=path, base=base)
+    return gold
+
+
+def gold_aer(translator: Translator, data: TestSet, gold: list[GoldAlignment]) -> dict[str, Any]:
+    """AER of the model's forced alignments of every (source, reference) pair against the gold links.
+
+    The gold links describe the given pair, not the model's translation, so the reference is teacher-forced
+    through the translator's model (:mod:`nmt.analysis.forced`, as ``nmt-align`` does, with its default method and
+    the translator's alignment layer and heads): every gold sentence counts, whatever the model translates.
+    """
+    aligner, method = ForcedAligner.for_model(
+        translator.model,
+        translator.tokenizer,
+        translator.config,
+        device=translator.device,
+        batch_tokens=translator.cfg.batch_tokens,
+    )
+    links = [a.links for a in aligner.align(data.sources, data.references, method)]
+    return {
+        "method": f"forced ({method.value})",
+        **aer(links, gold).as_dict(),
+        "of": len(gold),
+        "layer": aligner.layer,
+        "heads": aligner.heads,
+        "note": "the references teacher-forced through the model (nmt-align's forced alignment), every pair scored",
+    }
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -197,8 +246,12 @@ def results_document(
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write atomically (a temporary file, then a rename): a reader such as a sweep summary never sees half a file,
+    so a ``results.json`` that does not parse is damaged, not still being written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

@@ -8,23 +8,39 @@ Conventions, the same for every strategy:
 - **Length.** A sentence whose source has ``|x|`` pieces (without its EOS) may emit at most
   ``max_len = floor(max_len_a * |x|) + max_len_b`` pieces; at step ``max_len`` only EOS is allowed, so every
   hypothesis ends in EOS. The cap is per sentence, never per batch (padding must not change a translation).
+  With ``min_len`` = m, EOS is forbidden before m pieces (before ``min(m, max_len)``: the cap wins).
 - **Specials.** PAD and BOS are never emitted (their log-probabilities are set to -inf before choosing).
+- **Repeats.** With ``no_repeat_ngram`` = n > 0, a piece that would complete an n-gram of pieces the hypothesis
+  already holds is forbidden (n = 1: no piece twice).
 - **Score.** ``log_prob = sum_t log p(y_t | y_<t, x)`` over the pieces *and* the final EOS, and
   ``score = log_prob / ((5 + |y|) / 6) ** lenpen`` with ``|y|`` counting the EOS (GNMT length penalty, Wu et al.
-  2016, eq. 14, without the coverage term). ``lenpen = 0`` ranks by raw log-probability.
+  2016, eq. 14, without the coverage term; fairseq's ``--lenpen`` is another formula, ``log_prob / |y| ** lenpen``).
+  ``lenpen = 0`` ranks by raw log-probability, ``lenpen > 0`` favours longer outputs. The forbidden pieces above
+  are never chosen, and ``log_prob`` is the model's, not renormalised over the allowed pieces.
 - **Beam search** (``beam_size = K > 1``) keeps every sentence's K beams in one (n·K)-row batch. At each step it
   takes the 2K best (beam, token) extensions per sentence from one ``topk`` over K·V; EOS extensions among the K
   best are set aside as finished hypotheses, and the K best non-EOS extensions continue. A sentence is done once
-  it holds K finished hypotheses (fairseq's rule), or ``nbest`` of them and its best finished score is at least
-  the best live beam's score normalised as if that beam ended at the next step (exact with ``lenpen = 0``, where
-  extending a hypothesis only lowers its score; with ``lenpen > 0`` the usual heuristic, as in Hugging Face's
-  default). A done sentence is dropped from the batch (its rows are removed, so a finished beam never advances);
-  the search stops when every sentence is done. The ``nbest`` best finished hypotheses by ``score`` are returned,
-  best first.
+  it holds K finished hypotheses (fairseq's rule), at its length cap, or earlier by ``early_stop``
+  (:class:`~nmt.search_rules.StopRule`):
+
+  - ``bound`` (the default): once its ``nbest``-th best finished score is at least an upper bound on anything a
+    live beam can still reach: the best live log-probability ``s`` divided by the largest length penalty its
+    cap allows, ``s / lp(max_len + 1)`` (log-probabilities only fall and ``s <= 0``; with ``lenpen < 0`` the
+    largest penalty is the next step's). The n-best list is then exactly the one ``none`` returns, so the top
+    hypothesis never depends on ``nbest``.
+  - ``heuristic``: once ``nbest`` hypotheses have finished and the best finished score is at least the best
+    live beam's score normalised as if that beam ended at the next step (Hugging Face's
+    ``early_stopping=False``). Its top hypothesis is exact with ``lenpen <= 0``; with ``lenpen > 0`` a longer
+    continuation that would have won can be lost, and the top hypothesis can change with ``nbest``.
+  - ``none``: no early stop.
+
+  A done sentence is dropped from the batch (its rows are removed, so a finished beam never advances); the search
+  stops when every sentence is done. The ``nbest`` best finished hypotheses by ``score`` are returned, best first.
 - **Greedy** (``beam_size = 1``) is the same search with K = 1, run on a cheaper path (max instead of topk).
 - **Sampling** (``sampling=True``, ``beam_size = 1``) draws each token from ``softmax(log_probs / temperature)``
-  restricted to the ``sampling_topk`` most probable tokens (0 = all), with the given ``torch.Generator``. The
-  reported scores are the model's untempered log-probabilities. Samples depend on the batch composition.
+  restricted to the ``sampling_topk`` most probable tokens (0 = all), then to the top-``sampling_topp`` nucleus
+  of those (1 = all), with the given ``torch.Generator`` (:func:`~nmt.search_rules.sample`). The reported
+  scores are the model's untempered log-probabilities. Samples depend on the batch composition.
 - **Attention** (``need_attention=True``): each hypothesis carries a (len(tokens) + 1, S_real) matrix whose row t
   is the attention of the step that emitted token t (the last row: the step that emitted EOS), and whose columns
   are the real source positions, the source EOS included. Rows follow their hypothesis through beam reorders.
@@ -41,6 +57,7 @@ must return a fresh tensor there (``log_softmax`` output is).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,9 +67,19 @@ from nmt.config import Precision, SearchConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
 from nmt.models.base import EncoderOutput, Seq2Seq, reorder
-from nmt.specials import BOS_ID, EOS_ID, PAD_ID
+from nmt.search_rules import NEG_INF, StopRule, length_penalty, max_output_lengths, restrict, sample
+from nmt.specials import BOS_ID, EOS_ID
 
-NEG_INF = float("-inf")
+__all__ = [
+    "Hypothesis",
+    "autocast",
+    "beam_search",
+    "greedy_search",
+    "length_penalty",
+    "max_output_lengths",
+    "search",
+    "translate_ids",
+]
 
 
 @dataclass
@@ -61,7 +88,8 @@ class Hypothesis:
 
     Attributes:
         tokens: the output pieces, without BOS or EOS.
-        score: ``log_prob`` with the length penalty applied (what the hypotheses are ranked by).
+        score: ``log_prob`` with the length penalty applied (what the hypotheses are ranked by), computed in
+            float32 like ``log_prob``.
         log_prob: the model's log-probability of ``tokens`` + EOS.
         attention: (len(tokens) + 1, S_real) float32 on the CPU when asked for, else None.
     """
@@ -70,23 +98,6 @@ class Hypothesis:
     score: float
     log_prob: float
     attention: Tensor | None = None
-
-
-def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
-    """GNMT length penalty ``((5 + length) / 6) ** alpha``; ``length`` counts the EOS."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def max_output_lengths(src_lengths: Tensor, cfg: SearchConfig) -> Tensor:
-    """Per-sentence cap on emitted pieces (EOS not counted): ``floor(a * |x|) + b``, |x| without the source EOS.
-
-    Args:
-        src_lengths: (B,) source lengths counting the EOS.
-    Returns:
-        (B,) int64, at least 0.
-    """
-    pieces = (src_lengths - 1).clamp(min=0).to(torch.float64)
-    return (torch.floor(cfg.max_len_a * pieces).long() + cfg.max_len_b).clamp(min=0)
 
 
 @torch.inference_mode()
@@ -142,21 +153,6 @@ def beam_search(
     return _beam(model, enc, src_lengths, max_len, cfg, need_attention)
 
 
-def _restrict(log_probs: Tensor, capped: Tensor | None) -> Tensor:
-    """Forbid PAD and BOS everywhere, and everything but EOS on rows that reached their length cap.
-
-    Args:
-        log_probs: (N, V), modified in place. capped: (N,) bool or None when no row is capped.
-    """
-    log_probs[:, PAD_ID] = NEG_INF
-    log_probs[:, BOS_ID] = NEG_INF
-    if capped is not None:
-        eos = log_probs[:, EOS_ID].clone()
-        log_probs.masked_fill_(capped[:, None], NEG_INF)
-        log_probs[:, EOS_ID] = eos
-    return log_probs
-
-
 def _capped(t: int, max_len: Tensor, cap_reached: int) -> Tensor | None:
     """Rows at their length cap at step t, or None (no mask op at all) while no row can be capped yet."""
     return (max_len <= t) if t >= cap_reached else None
@@ -178,20 +174,6 @@ def _row_topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     cols = (chunks[:, :, None] * c + torch.arange(c, device=x.device)).view(n, k * c)  # (N, k*c)
     values, pos = x.gather(1, cols).topk(k, dim=1)
     return values, cols.gather(1, pos)
-
-
-def _sample(log_probs: Tensor, cfg: SearchConfig, generator: torch.Generator | None) -> Tensor:
-    """(N, V) -> (N,) tokens drawn from the tempered, top-k-restricted distribution."""
-    logits = log_probs / cfg.sampling_temperature
-    if 0 < cfg.sampling_topk < logits.size(1):
-        kth = logits.topk(cfg.sampling_topk, dim=1).values[:, -1:]  # (N, 1)
-        logits = logits.masked_fill(logits < kth, NEG_INF)
-    probs = torch.softmax(logits, dim=1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-def _hypothesis(tokens: list[int], log_prob: float, lenpen: float, attention: Tensor | None) -> Hypothesis:
-    return Hypothesis(tokens, log_prob / length_penalty(len(tokens) + 1, lenpen), log_prob, attention)
 
 
 def _greedy(
@@ -218,9 +200,9 @@ def _greedy(
     cap_reached = int(max_len.min())
     for t in range(steps):
         lp, attn, state = model.decode_step(prev, state, enc, need_attention=need_attention)
-        lp = _restrict(lp, _capped(t, max_len, cap_reached))
+        lp = restrict(lp, t, _capped(t, max_len, cap_reached), tokens, cfg)
         if cfg.sampling:
-            tok = _sample(lp, cfg, generator)
+            tok = sample(lp, cfg, generator)
             log_prob += lp.gather(1, tok[:, None]).squeeze(1)
         else:
             step_lp, tok = lp.max(dim=1)  # max, not argmax: several times faster on the CPU
@@ -236,10 +218,11 @@ def _greedy(
             continue
         fin = done.nonzero().squeeze(1)
         fin_rows, fin_lp, fin_tok = alive[fin].tolist(), log_prob[fin].tolist(), tokens[fin, :t].tolist()
+        fin_score = (log_prob[fin] / length_penalty(t + 1, cfg.lenpen)).tolist()  # float32, as in beam search
         fin_attn = attn_buf[fin, : t + 1].cpu() if attn_buf is not None else None
         for i, row in enumerate(fin_rows):
             a = fin_attn[i, :, : src_len[row]] if fin_attn is not None else None
-            out[row].append(_hypothesis(fin_tok[i], fin_lp[i], cfg.lenpen, a))
+            out[row].append(Hypothesis(fin_tok[i], fin_score[i], fin_lp[i], a))
         live &= ~done
         n_live = int(live.sum())
         if n_live == 0:
@@ -279,14 +262,13 @@ def _beam(
     prev = torch.full((n * k,), BOS_ID, dtype=torch.long, device=device)
     tokens = torch.zeros(n * k, steps, dtype=torch.long, device=device)
     attn_buf = None
-    n_done = torch.zeros(n, dtype=torch.long, device=device)  # finished hypotheses per live sentence
-    best_done = torch.full((n,), NEG_INF, device=device)  # their best score per live sentence
+    stop = StopRule(cfg, k, max_len)  # finished counts and best scores per live sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(n)]
     cap_reached = int(max_len.min())
     for t in range(steps):
         lp, attn, state = model.decode_step(prev, state, enc, need_attention=need_attention)
         capped = _capped(t, max_len, cap_reached)
-        lp = _restrict(lp, None if capped is None else capped.repeat_interleave(k))
+        lp = restrict(lp, t, None if capped is None else capped.repeat_interleave(k), tokens, cfg)
         vocab = lp.size(1)
         if attn is not None and attn_buf is None:  # None when not asked, or for a model without attention
             attn_buf = torch.zeros(n * k, steps, attn.size(1), device=device)
@@ -305,18 +287,19 @@ def _beam(
         # EOS extensions ranked among the K best finish a hypothesis (few rows: a Python loop over them is cheap).
         fin = is_eos[:, :k]
         if bool(fin.any()):
+            # Scores in float32, the very values the stop rule compares (see StopRule).
+            fin_score = top_score[:, :k] / length_penalty(t + 1, cfg.lenpen)  # (n, K)
+            stop.finish(fin, fin_score)
             s_pos, c_pos = fin.nonzero().unbind(1)
             rows = s_pos * k + top_beam[s_pos, c_pos]
-            f_sent, f_lp, f_tok = sent[s_pos].tolist(), top_score[s_pos, c_pos].tolist(), tokens[rows, :t].tolist()
+            f_sent, f_tok = sent[s_pos].tolist(), tokens[rows, :t].tolist()
+            f_lp, f_score = top_score[s_pos, c_pos].tolist(), fin_score[s_pos, c_pos].tolist()
             f_attn = None
             if attn_buf is not None:
                 f_attn = torch.cat([attn_buf[rows, :t], attn[rows, None].float()], dim=1).cpu()  # (f, t+1, S)
             for i, s in enumerate(f_sent):
                 a = f_attn[i, :, : src_len[s]] if f_attn is not None else None
-                finished[s].append(_hypothesis(f_tok[i], f_lp[i], cfg.lenpen, a))
-            n_done += fin.sum(dim=1)
-            fin_score = top_score[:, :k].masked_fill(~fin, NEG_INF).amax(dim=1) / length_penalty(t + 1, cfg.lenpen)
-            best_done = torch.maximum(best_done, fin_score)
+                finished[s].append(Hypothesis(f_tok[i], f_score[i], f_lp[i], a))
 
         # The K best non-EOS extensions continue: push EOS candidates behind all others, keep the first K.
         order = torch.arange(n_cand, device=device).expand_as(top_score)
@@ -324,10 +307,8 @@ def _beam(
         new_score = top_score.gather(1, act).masked_fill(is_eos.gather(1, act), NEG_INF)
         new_beam, new_tok = top_beam.gather(1, act), top_tok.gather(1, act)
 
-        # Done: K finished hypotheses, or nbest of them and no live beam can still do better, assuming it ends at
-        # the next step (exact for lenpen 0, where extending only lowers a score; the usual heuristic otherwise).
-        best_live = new_score.amax(dim=1) / length_penalty(t + 2, cfg.lenpen)
-        done = (n_done >= k) | ((n_done >= cfg.nbest) & (best_done >= best_live))
+        # Done: K finished hypotheses, or earlier by cfg.early_stop (see StopRule).
+        done = stop.done(new_score, t)
         if capped is not None:
             done |= capped
         done |= ~(new_score > NEG_INF).any(dim=1)  # nothing left to extend (tiny vocabularies)
@@ -337,7 +318,8 @@ def _beam(
             keep = (~done).nonzero().squeeze(1)
             beam_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
             enc = reorder(enc, beam_rows)
-            sent, max_len, n_done, best_done = sent[keep], max_len[keep], n_done[keep], best_done[keep]
+            sent, max_len = sent[keep], max_len[keep]
+            stop.keep(keep)
             new_score, new_beam, new_tok = new_score[keep], new_beam[keep], new_tok[keep]
             rows = (keep[:, None] * k + new_beam).view(-1)
         else:
@@ -380,18 +362,23 @@ def translate_ids(
     need_attention: bool = False,
     generator: torch.Generator | None = None,
     precision: Precision = Precision.fp32,
+    progress: Callable[[int], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Search for every source (piece ids, no specials) in length-sorted token-budget batches; input order out.
 
     An empty source gives one empty hypothesis (score 0, attention [[1.0]]) without a model call. The model is
     put in eval mode for the duration (and restored), so validation during training can call this directly.
     ``precision`` ``bf16``/``fp16`` runs the model under autocast (bf16 is the fast format of recent CPUs).
+    ``progress`` is called with the number of sources finished: once for the empty ones, then after each batch
+    (a progress bar's ``update``; once per batch, never per step).
     """
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     todo = [i for i, ids in enumerate(src_ids) if ids]
     for i, ids in enumerate(src_ids):
         if not ids:
             results[i] = [Hypothesis([], 0.0, 0.0, torch.ones(1, 1) if need_attention else None)]
+    if progress is not None and len(todo) < len(src_ids):
+        progress(len(src_ids) - len(todo))
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -405,6 +392,8 @@ def translate_ids(
                 )
             for i, h in zip(rows, hyps):  # scatter back by original index
                 results[i] = h
+            if progress is not None:
+                progress(len(rows))
     finally:
         model.train(was_training)
     return results

@@ -3,15 +3,16 @@
 The one decoding path of ``nmt-translate``, ``nmt-evaluate``, the test-set report and validation is
 :func:`nmt.search.translate_ids` (ids in, hypotheses out, in input order); :func:`translate_texts` wraps it for
 plain sentences, and :class:`Translator` adds text handling around it: an empty line gives an empty output without
-calling the model, a line longer than the model's maximum source length is truncated with a warning naming the line, and
-:meth:`Translator.stream` reads any number of lines in fixed-size chunks, so memory stays flat.
+calling the model, a line longer than the model's maximum source length is truncated with a warning naming the line
+(:func:`truncate_sources`, which validation uses too), and :meth:`Translator.stream` reads any number of lines in
+fixed-size chunks, so memory stays flat.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
-from nmt.checkpoint import load_for_inference
+from nmt.checkpoint import check_same_direction, check_same_vocabulary, load_for_inference
 from nmt.config import AttentionType, ConfigError, NMTConfig, Precision, RNNConfig, SearchConfig
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
@@ -37,7 +38,8 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
     Returns the model, the tokenizer and the first checkpoint's config.
 
     Raises:
-        CheckpointError: a checkpoint cannot be loaded, or the checkpoints' vocabularies differ.
+        CheckpointError: a checkpoint cannot be loaded, or the checkpoints differ in language pair, direction or
+            vocabulary.
     """
     if not paths:
         raise CheckpointError("no checkpoint given")
@@ -45,12 +47,9 @@ def load_models(paths: list[str | Path], device: torch.device | str) -> tuple[Se
     model, tokenizer, cfg = loaded[0]
     if len(loaded) == 1:
         return model, tokenizer, cfg
-    for path, (_, tok, _) in zip(paths[1:], loaded[1:]):
-        if tok.to_state() != tokenizer.to_state():
-            raise CheckpointError(
-                f"{path} uses a different vocabulary (SentencePiece model) than {paths[0]}: "
-                "an ensemble needs checkpoints trained with the same tokenizer"
-            )
+    for path, (_, tok, other) in zip(paths[1:], loaded[1:]):
+        check_same_direction(path, other, paths[0], cfg, purpose="an ensemble")
+        check_same_vocabulary(path, tok.to_state(), paths[0], tokenizer.to_state(), purpose="an ensemble")
     return Ensemble([m for m, _, _ in loaded]).to(device).eval(), tokenizer, cfg
 
 
@@ -59,10 +58,33 @@ def translate_texts(
 ) -> list[str]:
     """Translate sentences (best hypothesis, detokenized), in input order, with no truncation.
 
-    Empty sources give empty outputs. The plain-text form of :func:`nmt.search.translate_ids`, used by validation.
+    Empty sources give empty outputs. The plain-text form of :func:`nmt.search.translate_ids`.
     """
-    hyps = translate_ids(model, tokenizer.encode_src(texts), cfg, device=device)
-    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hyps]
+    return best_texts(tokenizer, translate_ids(model, tokenizer.encode_src(texts), cfg, device=device))
+
+
+def best_texts(tokenizer: Tokenizer, hypotheses: list[list[Hypothesis]]) -> list[str]:
+    """The detokenized best hypothesis of every input ("" where there is none), never containing a newline."""
+    return [tokenizer.decode_tgt(h[0].tokens).replace("\n", " ") if h else "" for h in hypotheses]
+
+
+def truncate_sources(src_ids: list[list[int]], max_len: int) -> tuple[list[list[int]], list[int]]:
+    """Cap every source at ``max_len`` pieces: the longest the model was trained on (``data.max_len``).
+
+    Beyond that the model has learned nothing, a learned position table may end, and decoding gets slow: the
+    output cap grows with the source (``max_len_a * pieces + max_len_b`` steps) and every step attends over all of
+    it. ``nmt-translate``, the test-set report and validation all cap their sources here.
+
+    Returns:
+        The capped ids (the same list objects where nothing was cut) and the 0-based indices of the cut sources.
+    """
+    cut = [k for k, ids in enumerate(src_ids) if len(ids) > max_len]
+    if not cut:
+        return src_ids, []
+    capped = list(src_ids)
+    for k in cut:
+        capped[k] = src_ids[k][:max_len]
+    return capped, cut
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -94,6 +116,18 @@ class Stats:
     words: int = 0  # whitespace tokens of the best outputs
     seconds: float = 0.0
     truncated: list[int] = field(default_factory=list)
+
+
+def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict") -> Iterator[str]:
@@ -186,31 +220,26 @@ class Translator:
             precision=precision,
         )
 
-    def translate(self, lines: list[str], *, first_line: int = 1) -> list[Translation]:
-        """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results."""
+    def translate(
+        self, lines: list[str], *, first_line: int = 1, progress: Callable[[int], None] | None = None
+    ) -> list[Translation]:
+        """Translate a list of lines (one chunk); ``first_line`` numbers them in warnings and results.
+
+        ``progress`` is called with the number of lines finished, after each batch (e.g. a progress bar's update).
+        """
         start = time.perf_counter()
-        src_ids = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
-        truncated: list[int] = []
-        for k, ids in enumerate(src_ids):
-            if len(ids) > self.max_source_len:
-                log.warning(
-                    "line %d: %d source pieces, more than the maximum %d; only the first %d are translated",
-                    first_line + k,
-                    len(ids),
-                    self.max_source_len,
-                    self.max_source_len,
-                )
-                src_ids[k] = ids[: self.max_source_len]
-                truncated.append(first_line + k)
-        hyps = translate_ids(
-            self.model,
-            src_ids,
-            self.cfg,
-            device=self.device,
-            need_attention=self.need_attention,
-            generator=self.generator,
-            precision=self.precision,
-        )
+        encoded = self.tokenizer.encode_src([s if s.strip() else "" for s in lines])
+        src_ids, cut = truncate_sources(encoded, self.max_source_len)
+        for k in cut:
+            log.warning(
+                "line %d: %d source pieces, more than the maximum %d; only the first %d are translated",
+                first_line + k,
+                len(encoded[k]),
+                self.max_source_len,
+                self.max_source_len,
+            )
+        truncated = [first_line + k for k in cut]
+        hyps = self._search(src_ids, progress=progress)
         out = []
         cut = set(truncated)
         for k, (line, ids, h) in enumerate(zip(lines, src_ids, hyps)):
@@ -224,18 +253,41 @@ class Translator:
         self.stats.seconds += time.perf_counter() - start
         return out
 
-    def stream(self, lines: Iterable[str], *, chunk_lines: int = 10_000) -> Iterator[Translation]:
-        """Translate an iterable of lines chunk by chunk, yielding results in input order."""
-        chunk: list[str] = []
+    def _search(
+        self, src_ids: list[list[int]], *, progress: Callable[[int], None] | None = None
+    ) -> list[list[Hypothesis]]:
+        """Hypotheses for every source (piece ids, no specials), in input order: the one step another engine
+        (:class:`nmt.export.ct2_translate.CT2Translator`) replaces; tokenization and output handling stay here."""
+        return translate_ids(
+            self.model,
+            src_ids,
+            self.cfg,
+            device=self.device,
+            need_attention=self.need_attention,
+            generator=self.generator,
+            precision=self.precision,
+            progress=progress,
+        )
+
+    def stream(
+        self,
+        lines: Iterable[str] | Iterable[list[str]],
+        *,
+        chunk_lines: int = 10_000,
+        progress: Callable[[int], None] | None = None,
+        chunked: bool = False,
+    ) -> Iterator[Translation]:
+        """Translate an iterable of lines chunk by chunk, yielding results in input order.
+
+        Args:
+            lines: text lines, read ``chunk_lines`` at a time; with ``chunked``, lists of lines already grouped
+                (e.g. by :func:`nmt.cli.reading.arrivals`), each translated as it comes.
+            progress: called with the number of lines finished after each batch.
+        """
         first = 1
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) >= chunk_lines:
-                yield from self.translate(chunk, first_line=first)
-                first += len(chunk)
-                chunk = []
-        if chunk:
-            yield from self.translate(chunk, first_line=first)
+        for chunk in lines if chunked else chunks(lines, chunk_lines):  # type: ignore[arg-type]
+            yield from self.translate(chunk, first_line=first, progress=progress)
+            first += len(chunk)
 
     def links(self, t: Translation, rank: int = 0, *, threshold: float | None = None) -> str:
         """The Pharaoh line (0-based ``src-tgt``) of :meth:`word_alignment`."""

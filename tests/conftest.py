@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ def _data_root() -> Path | None:
         if candidate and (Path(candidate) / "multi30k" / "train.de.gz").exists():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``NMT_CACHE_DIR`` for the whole session (console scripts inherit it): tests that leave ``data.cache_dir``
+    unset must never write into the user's cache directory."""
+    cache = tmp_path_factory.mktemp("nmt_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NMT_CACHE_DIR", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ From attention to links (:func:`attention_to_links`), with the choices documente
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +42,15 @@ class GoldAlignment:
 
 @dataclass
 class AERScore:
-    """Corpus-level alignment quality (Och & Ney 2003)."""
+    """Corpus-level alignment quality (Och & Ney 2003); None where a ratio has nothing to count (never 0 or 1 by
+    convention: a score of nothing is no score)."""
 
-    aer: float
-    precision: float
-    recall: float
+    aer: float | None
+    precision: float | None
+    recall: float | None
     sentences: int
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {"aer": self.aer, "precision": self.precision, "recall": self.recall, "sentences": self.sentences}
 
 
@@ -68,7 +70,8 @@ def parse_pharaoh(line: str, *, base: int = 0, where: str = "") -> GoldAlignment
             raise DataError(f"{where}malformed alignment link {item!r} (expected i-j or ipj)")
         link = (int(parts[0]) - base, int(parts[1]) - base)
         if min(link) < 0:
-            raise DataError(f"{where}alignment link {item!r} is below the index base {base} (see --gold-base)")
+            hint = "a 0-based file? see --gold-base 0" if base == 1 else "see --gold-base"
+            raise DataError(f"{where}alignment link {item!r} is below the index base {base} ({hint})")
         possible.add(link)
         if sep == "-":
             sure.add(link)
@@ -91,7 +94,8 @@ def format_pharaoh(links: set[Link] | list[Link]) -> str:
 def aer(hypotheses: list[set[Link]], gold: list[GoldAlignment]) -> AERScore:
     """Alignment error rate over a corpus: AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|), counts summed over sentences.
 
-    Precision = |A∩P| / |A|, recall = |A∩S| / |S| (0 when the denominator is 0).
+    Precision = |A∩P| / |A|, recall = |A∩S| / |S|. Each is None when its denominator is 0 (AER: no hypothesis
+    link and no sure gold link, e.g. no sentence at all).
     """
     if len(hypotheses) != len(gold):
         raise ValueError(f"{len(hypotheses)} hypothesis alignments for {len(gold)} gold alignments")
@@ -102,10 +106,57 @@ def aer(hypotheses: list[set[Link]], gold: list[GoldAlignment]) -> AERScore:
         a_s += len(hyp & g.sure)
         a_p += len(hyp & (g.possible | g.sure))
     return AERScore(
-        aer=1.0 - (a_s + a_p) / (a + s) if a + s else 0.0,
-        precision=a_p / a if a else 0.0,
-        recall=a_s / s if s else 0.0,
+        aer=1.0 - (a_s + a_p) / (a + s) if a + s else None,
+        precision=a_p / a if a else None,
+        recall=a_s / s if s else None,
         sentences=len(gold),
+    )
+
+
+def check_gold_ranges(
+    gold: list[GoldAlignment],
+    words: Sequence[tuple[int, int]],
+    *,
+    path: str | Path,
+    base: int,
+    flag: str = "--gold-base",
+) -> None:
+    """Check every gold link against the words of its sentence pair (before any score is computed).
+
+    A gold file read with the wrong index base gives a wrong AER without any other sign, so the error suggests the
+    other base when every link of the file would fit with it.
+
+    Args:
+        gold: the links, 0-based (as :func:`read_pharaoh` returns them with ``base``).
+        words: (source words, target words) of every pair: the whitespace tokens of its lines.
+        path, base, flag: the file, the base it was read with, and the option that sets it (for the message).
+
+    Raises:
+        DataError: a line count that differs from the pairs', or the first link out of range, e.g.
+            ``gold.talp, line 7: link 12-3 is out of range for a pair of 11 source and 9 target words; with
+            --gold-base 1 every link fits``.
+    """
+    if len(gold) != len(words):
+        raise DataError(f"{path} has {len(gold)} lines but there are {len(words)} sentence pairs")
+    for n, (g, (n_src, n_tgt)) in enumerate(zip(gold, words), 1):
+        bad = sorted(link for link in g.possible if link[0] >= n_src or link[1] >= n_tgt)
+        if bad:
+            i, j = bad[0]
+            sep = "-" if bad[0] in g.sure else "p"
+            other = 1 - base
+            hint = f"; with {flag} {other} every link fits" if _fits(gold, words, base - other) else ""
+            raise DataError(
+                f"{path}, line {n}: link {i + base}{sep}{j + base} is out of range for a pair of {n_src} source and "
+                f"{n_tgt} target words (links are read {base}-based, {flag} {base}){hint}"
+            )
+
+
+def _fits(gold: list[GoldAlignment], words: Sequence[tuple[int, int]], shift: int) -> bool:
+    """Whether every link, shifted by ``shift``, lies within its pair's words."""
+    return all(
+        0 <= i + shift < n_src and 0 <= j + shift < n_tgt
+        for g, (n_src, n_tgt) in zip(gold, words)
+        for i, j in g.possible
     )
 
 

@@ -42,8 +42,8 @@ import torch
 
 from nmt.analysis.alignment import Link, aggregate_to_words, matrix_to_links
 from nmt.analysis.symmetrize import symmetrize
-from nmt.checkpoint import load_for_inference
-from nmt.config import AttentionType, Positions, RNNConfig, TransformerConfig
+from nmt.checkpoint import check_reverse_direction, load_for_inference
+from nmt.config import AttentionType, NMTConfig, Positions, RNNConfig, TransformerConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
 from nmt.errors import CheckpointError
@@ -187,6 +187,7 @@ class ForcedAligner:
         self.lowercase = lowercase
         self.max_len = max_len
         self.config = None  # the checkpoint's NMTConfig (from_checkpoint)
+        self.path = "the model"  # the checkpoint's path (from_checkpoint), for messages
 
     @classmethod
     def from_checkpoint(cls, path: str, *, device: torch.device | str = "cpu", **kwargs) -> ForcedAligner:
@@ -197,8 +198,21 @@ class ForcedAligner:
         if isinstance(cfg.model, TransformerConfig) and cfg.model.positions == Positions.learned:
             kwargs.setdefault("max_len", cfg.model.max_positions - 1)  # + BOS / EOS
         aligner = cls(model, tokenizer, device=device, **kwargs)
-        aligner.config = cfg
+        aligner.config, aligner.path = cfg, str(path)
         return aligner
+
+    @classmethod
+    def for_model(
+        cls, model: Seq2Seq, tokenizer, config: NMTConfig | None = None, **kwargs
+    ) -> tuple[ForcedAligner, Method]:
+        """An aligner for a model already loaded (e.g. a translator's) and the method ``nmt-align`` would pick for it
+        (:func:`default_method`); ``kwargs`` as for the constructor."""
+        model_cfg = config.model if config is not None else None
+        if isinstance(model_cfg, TransformerConfig) and model_cfg.positions == Positions.learned:
+            kwargs.setdefault("max_len", model_cfg.max_positions - 1)  # + BOS / EOS
+        aligner = cls(model, tokenizer, **kwargs)
+        aligner.config = config
+        return aligner, default_method(config)
 
     # ----------------------------------------------------------------------------------------- layer / heads
     def set_alignment(self, layer: int | None = None, heads: list[int] | None = None) -> None:
@@ -275,6 +289,13 @@ class ForcedAligner:
         return [Aligned(matrix_to_links(m[method], threshold=threshold), m[method]) for m in mats]
 
 
+def default_method(config: NMTConfig | None) -> Method:
+    """``shift``, or for a checkpoint trained with guided alignment the rows it was trained on: ``attention``, or
+    ``shift`` with ``train.alignment.shift=true`` (the default of ``nmt-align --method``)."""
+    guided = config.train.alignment if config is not None else None
+    return Method.attention if guided is not None and guided.file and not guided.shift else Method.shift
+
+
 def align_bidirectional(
     forward: ForcedAligner,
     reverse: ForcedAligner,
@@ -289,7 +310,11 @@ def align_bidirectional(
     """Align with the source -> target model and, on the swapped pairs, the target -> source model; symmetrise.
 
     The matrix of each result is the mean of the forward weights and the transposed reverse weights.
+
+    Raises:
+        CheckpointError: the reverse model does not translate target -> source of the forward one.
     """
+    check_reverse_pair(forward, reverse)
     fwd = forward.align(src_lines, tgt_lines, base, threshold=threshold, first_line=first_line)
     rev = reverse.align(tgt_lines, src_lines, base, threshold=threshold, first_line=first_line)
     out = []
@@ -297,3 +322,12 @@ def align_bidirectional(
         transposed = {(i, j) for j, i in r.links}  # the reverse model's (its source = our target) links
         out.append(Aligned(symmetrize(f.links, transposed, symmetrization), (f.matrix + r.matrix.T) / 2))
     return out
+
+
+def check_reverse_pair(forward: ForcedAligner, reverse: ForcedAligner) -> None:
+    """Refuse a reverse aligner whose checkpoint does not translate the forward one's target -> source language.
+
+    The two models need no common vocabulary: each segments the words with its own, and links are made on words.
+    """
+    if forward.config is not None and reverse.config is not None:
+        check_reverse_direction(reverse.path, reverse.config, forward.path, forward.config)

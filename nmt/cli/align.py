@@ -58,8 +58,9 @@ scoring (--gold FILE: "i-j" sure and "ipj" possible links, --gold-base 0|1):
   summed over the corpus. --report FILE.json writes them with the method, layer, heads and link counts.
   --pick-layer scores every decoder layer with attention and shift (and every head with --per-head) and names
   the best. --score HYP --gold GOLD scores an existing Pharaoh file (0-based), no checkpoint needed.
-
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
+  Before anything is aligned, every gold link is checked against its pair's words: a link beyond them stops with
+  the line and the link (and names the other --gold-base when every link would fit with it); with --score, give
+  --src and --tgt for that check. No pairs, or not a single link on either side, is an error: nothing to score.
 """
 
 
@@ -140,13 +141,34 @@ def read_gold(path: str, base: int) -> list:
     return read_pharaoh(path, base=base)
 
 
+def check_gold(gold: list, pairs: list[tuple[str, str]], args: argparse.Namespace) -> None:
+    """The gold file against the pairs: the same line count, every link within its pair's words."""
+    from nmt.analysis.alignment import check_gold_ranges
+
+    if not pairs:
+        raise DataError(f"no sentence pairs in {args.src} and {args.tgt}: there is nothing to align or score")
+    words = [(len(src.split()), len(tgt.split())) for src, tgt in pairs]
+    check_gold_ranges(gold, words, path=args.gold, base=args.gold_base)
+
+
 def score(hyps: list[set], gold: list, gold_path: str) -> dict:
-    """AER, precision, recall and the link counts of ``hyps`` against the gold links (line counts must agree)."""
+    """AER, precision, recall and the link counts of ``hyps`` against the gold links (line counts must agree).
+
+    Raises:
+        DataError: no pair, or not a single link in either ``hyps`` or the gold's sure links: nothing to score.
+    """
     from nmt.analysis.alignment import aer
 
     if len(gold) != len(hyps):
         raise DataError(f"{gold_path} has {len(gold)} lines but there are {len(hyps)} sentence pairs")
+    if not hyps:
+        raise DataError(f"{gold_path} and the alignments are empty: there is nothing to score")
     result = aer(hyps, gold).as_dict()
+    if result["aer"] is None:
+        raise DataError(
+            f"neither the alignments nor {gold_path} hold a sure link on any of the {len(hyps)} pairs: there is "
+            "nothing to score"
+        )
     result["counts"] = {
         "links": sum(len(h) for h in hyps),
         "sure": sum(len(g.sure) for g in gold),
@@ -157,8 +179,16 @@ def score(hyps: list[set], gold: list, gold_path: str) -> dict:
     return result
 
 
+def _figure(x: float | None) -> str:
+    """A score to 4 places, or n/a when it has nothing to count (a precision without links)."""
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def _summary(r: dict) -> str:
-    return f"AER {r['aer']:.4f}  precision {r['precision']:.4f}  recall {r['recall']:.4f}  ({r['sentences']} pairs)"
+    return (
+        f"AER {_figure(r['aer'])}  precision {_figure(r['precision'])}  recall {_figure(r['recall'])}  "
+        f"({r['sentences']} pairs)"
+    )
 
 
 def write_report(path: str, report: dict) -> None:
@@ -175,11 +205,14 @@ def _score_file(args: argparse.Namespace) -> int:
     hyps = [
         parse_pharaoh(line, where=f"{args.score}, line {n}: ").possible for n, line in enumerate(_lines(args.score), 1)
     ]
+    gold = read_gold(args.gold, args.gold_base)
+    if args.src and args.tgt:  # the sentences, to check every gold link against its pair's words
+        check_gold(gold, list(read_pairs(args.src, args.tgt)), args)
     result = {
         "hypothesis": args.score,
         "gold": args.gold,
         "gold_base": args.gold_base,
-        **score(hyps, read_gold(args.gold, args.gold_base), args.gold),
+        **score(hyps, gold, args.gold),
     }
     print(_summary(result))
     if args.report:
@@ -191,7 +224,7 @@ def _score_file(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     import torch
 
-    from nmt.analysis.forced import ForcedAligner
+    from nmt.analysis.forced import ForcedAligner, check_reverse_pair
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -199,6 +232,8 @@ def _load(args: argparse.Namespace):
     opts = {"device": device, "batch_tokens": args.batch_tokens, "lowercase": args.lowercase}
     forward = ForcedAligner.from_checkpoint(args.checkpoint, **opts)
     reverse = ForcedAligner.from_checkpoint(args.reverse_checkpoint, **opts) if args.reverse_checkpoint else None
+    if reverse is not None:
+        check_reverse_pair(forward, reverse)  # before any output is written
     for aligner in (forward, reverse):
         if aligner is not None and (args.alignment_layer is not None or args.alignment_heads is not None):
             heads = _default_heads(aligner, args.alignment_layer, args.alignment_heads)
@@ -219,21 +254,25 @@ def _default_heads(aligner, layer: int | None, heads: list[int] | None) -> list[
 
 def _align(args: argparse.Namespace) -> int:
     from nmt.analysis.alignment import format_pharaoh
-    from nmt.analysis.forced import align_bidirectional
+    from nmt.analysis.forced import align_bidirectional, default_method
 
     gold = read_gold(args.gold, args.gold_base) if args.gold else None
     forward, reverse = _load(args)
-    guided = forward.config.train.alignment
-    method = args.method or ("attention" if guided.file and not guided.shift else "shift")
+    method = args.method or default_method(forward.config).value
     if method == "bidir" and reverse is None:
         raise NMTError("--method bidir needs --reverse-checkpoint (a model trained target -> source)")
+    source: Iterator[tuple[str, str]] = read_pairs(args.src, args.tgt)
+    if gold is not None:  # a gold set is small: hold its pairs and check every link before aligning any
+        held = list(source)
+        check_gold(gold, held, args)
+        source = iter(held)
     start = time.perf_counter()
     hyps: list[set] = []
     pairs = 0
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open_output(args.output))
         soft = stack.enter_context(NpzWriter(args.soft)) if args.soft else None
-        for src, tgt in chunks(read_pairs(args.src, args.tgt), args.chunk_lines):
+        for src, tgt in chunks(source, args.chunk_lines):
             if method == "bidir":
                 done = align_bidirectional(
                     forward,
@@ -255,6 +294,8 @@ def _align(args: argparse.Namespace) -> int:
                 if args.gold:
                     hyps.append(a.links)
             pairs += len(done)
+    if not pairs:
+        raise DataError(f"no sentence pairs in {args.src} and {args.tgt}: there is nothing to align")
     seconds = time.perf_counter() - start
     if not args.quiet:
         print(f"{PROG}: {pairs} pairs in {seconds:.2f} s ({pairs / max(seconds, 1e-9):.1f} pairs/s)", file=sys.stderr)
@@ -292,6 +333,7 @@ def _pick_layer(args: argparse.Namespace) -> int:
     gold = read_gold(args.gold, args.gold_base)
     forward, _ = _load(args)
     pairs = list(read_pairs(args.src, args.tgt))
+    check_gold(gold, pairs, args)
     src, tgt = [s for s, _ in pairs], [t for _, t in pairs]
     settings: list[tuple[int | None, list[int] | None]] = []
     for layer in range(forward.num_layers) if forward.layer is not None else [None]:
@@ -329,9 +371,8 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         heads = ",".join(map(str, r["heads"])) if r["heads"] else "all"
         layer = "-" if r["layer"] is None else str(r["layer"])
-        lines.append(
-            f"| {layer} | {heads} | {r['method']} | {r['aer']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} |"
-        )
+        figures = " | ".join(_figure(r[k]) for k in ("aer", "precision", "recall"))
+        lines.append(f"| {layer} | {heads} | {r['method']} | {figures} |")
     return "\n".join(lines)
 
 
@@ -365,6 +406,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.score:
         if not args.gold:
             raise NMTError("--score needs --gold (the gold links to score against)")
+        if bool(args.src) != bool(args.tgt):
+            raise NMTError("--score takes --src and --tgt together (to check the gold links), or neither")
         return _score_file(args)
     missing = [
         flag

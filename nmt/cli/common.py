@@ -4,31 +4,43 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import enum
+import errno
 import logging
 import os
 import sys
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nmt import __version__
 from nmt.config import Precision, SearchConfig
-from nmt.errors import DataError, NMTError
+from nmt.errors import EXIT_USER_ERROR, DataError, NMTError
 
 if TYPE_CHECKING:
     import torch
 
-EXIT_USER_ERROR = 2  # like argparse: the user's input was wrong
+# The end of every tool's --help (nmt-train's too): one convention for all (nmt.errors).
+EXIT_STATUS_HELP = """\
+exit status (the same for every nmt tool):
+  0        success
+  1        an internal error (a bug): the traceback is printed; please report it
+  2        a user error: a missing or broken input file, a bad flag or config value, an unusable (damaged,
+           mismatched) checkpoint, nothing to work on (an empty input), or a condition the user can fix (stdin or
+           stdout closed, a full disk); one line "PROG: error: ..." says what and where
+  128+N    stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 141 the output pipe closed (| head)"""
 
 
 # --------------------------------------------------------------------------------------------- parsers
 def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    """An argparse parser with the tools' common layout and ``--version``."""
+    """An argparse parser with the tools' common layout, ``--version`` and the exit statuses at the end of its help."""
     p = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=description,
+        epilog=f"{epilog.rstrip()}\n\n{EXIT_STATUS_HELP}" if epilog.strip() else EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s (nmt) {__version__}")
     return p
@@ -61,22 +73,26 @@ def add_search_flags(group: Any, *, exclude: Sequence[str] = ()) -> list[str]:
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             options.update(type=kind, choices=[c.value for c in kind], metavar=f.metadata.get("metavar"))
         else:
-            options.update(type=kind, metavar=f.metadata.get("metavar", "N"))
+            options.update(type=kind, metavar=f.metadata.get("metavar", "N" if kind is int else "X"))
         group.add_argument(*flags, **options)
         names.append(f.name)
     return names
 
 
-def add_running_flags(group: Any, *, precision: bool = True) -> None:
-    """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model."""
+def add_running_flags(
+    group: Any, *, precision: bool = True, precision_default: Precision | None = Precision.fp32
+) -> None:
+    """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model (a
+    ``precision_default`` of None lets the tool choose, e.g. the engine's own type)."""
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     if precision:
         group.add_argument(
             "--precision",
             type=Precision,
             choices=[p.value for p in Precision],
-            default=Precision.fp32,
-            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32)",
+            default=precision_default,
+            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32"
+            + ("; ctranslate2: the export's weight type)" if precision_default is None else ")"),
         )
     group.add_argument(
         "--threads", type=int, metavar="N", default=0, help="CPU threads for torch (0 = torch's default)"
@@ -136,8 +152,11 @@ def add_alignment_flags(group: Any, *, threshold: bool = True) -> None:
 def run_cli(prog: str, body: Callable[[], int | None]) -> int:
     """Run a tool's body: a user mistake (:class:`NMTError`) prints ``prog: error: message`` and exits 2.
 
-    Anything else is a bug and keeps its traceback. A closed downstream pipe (``| head``) ends quietly.
+    So does a full disk (ENOSPC/EDQUOT) wherever it strikes: the user can fix it, and a traceback would hide the
+    one line that matters. Anything else is a bug and keeps its traceback. A closed downstream pipe (``| head``)
+    ends quietly with 141 (128 + SIGPIPE, what a shell reports for a filter killed by it).
     """
+    _reserve_standard_streams()
     try:
         return body() or 0
     except NMTError as e:
@@ -147,9 +166,39 @@ def run_cli(prog: str, body: Callable[[], int | None]) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # Python would complain again while flushing stdout at exit: point stdout at /dev/null first.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"{prog}: error: cannot write{where}: the disk is full ({e.strerror})", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _reserve_standard_streams() -> None:
+    """Point closed descriptors 0-2 (``0<&-``, ``>&-``) at /dev/null, so that files opened later cannot take their
+    numbers (a library writing to descriptor 1 would write into them). ``sys.stdin``/``sys.stdout`` stay None, so
+    :func:`open_input` / :func:`open_output` still refuse a closed stream; errors go nowhere without stderr."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself, unless a lower one is too
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:  # print(file=None) would write error messages into the output
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
+def _silence_stdout() -> None:
+    """After a failed write to stdout, point it at /dev/null: Python flushes stdout again at exit and would report
+    the same failure a second time, with a traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def setup_logging(prog: str, *, verbose: bool = False, quiet: bool = False) -> None:
@@ -177,23 +226,18 @@ class _StderrHandler(logging.Handler):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    import torch  # not at module level: ``--help`` should not wait for torch
+    """``--device``: ``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    from nmt.device import resolve_device as resolve  # imports torch: ``--help`` should not wait for it
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NMTError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError as e:
-        raise NMTError(f"--device {name}: {e}") from None
+    return resolve(name, option="--device")
 
 
-@contextmanager
+@contextlib.contextmanager
 def open_input(path: str) -> Iterator[BinaryIO]:
     """``-`` -> stdin (bytes), else the file opened for reading bytes (a clear error when it cannot be)."""
     if path == "-":
+        if sys.stdin is None:
+            raise DataError("standard input is closed: give an input file, or redirect one into the command")
         yield sys.stdin.buffer
         return
     try:
@@ -204,12 +248,57 @@ def open_input(path: str) -> Iterator[BinaryIO]:
         yield f
 
 
-@contextmanager
-def open_output(path: str) -> Iterator[BinaryIO]:
-    """``-`` -> stdout (bytes), else the file opened for writing bytes (parent directories created)."""
+class Output:
+    """A binary output stream (a file or stdout) whose failed writes are clear errors naming it.
+
+    Args:
+        raw: the stream written to.
+        name: the file name, or ``standard output``.
+    """
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self.raw, self.name = raw, name
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as e:
+            raise self._error(e) from None
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as e:
+            raise self._error(e) from None
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except OSError as e:
+            raise self._error(e) from None
+
+    def _error(self, error: OSError) -> OSError | DataError:
+        if isinstance(error, BrokenPipeError):
+            return error  # the reader went away (| head): run_cli ends quietly
+        if self.raw is getattr(sys.stdout, "buffer", None):
+            _silence_stdout()
+        why = f"the disk is full ({error.strerror})" if error.errno in DISK_FULL else error.strerror or str(error)
+        return DataError(f"cannot write {self.name}: {why}")
+
+
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[Output]:
+    """``-`` -> stdout (bytes), else the file opened for writing bytes (parent directories created).
+
+    Raises:
+        DataError: stdout is closed, the file cannot be opened, or a write fails (a full disk), naming the output.
+    """
     if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        if sys.stdout is None:
+            raise DataError("standard output is closed: give an output file, or redirect the output to one")
+        out = Output(sys.stdout.buffer, "standard output")
+        yield out
+        out.flush()
         return
     try:
         directory = os.path.dirname(path)
@@ -218,5 +307,37 @@ def open_output(path: str) -> Iterator[BinaryIO]:
         f = open(path, "wb")  # noqa: SIM115 - closed below
     except OSError as e:
         raise DataError(f"cannot write {path}: {e.strerror or e}") from None
-    with f:
-        yield f
+    out = Output(f, path)
+    try:
+        yield out
+    except BaseException:
+        with contextlib.suppress(OSError):  # the unwritten rest of a failed write fails again: already reported
+            f.close()
+        raise
+    out.close()
+
+
+# --------------------------------------------------------------------------------------------- length buckets
+# nmt.evaluate's BUCKET_WIDTH and LAST_BUCKET, written out so that --help does not import sacrebleu (a test checks
+# that they agree).
+BUCKET_WIDTH, LAST_BUCKET = 5, 25
+
+
+def add_bucket_flags(group: Any) -> None:
+    """``--bucket-width`` and ``--last-bucket``: BLEU by source length, by default the buckets of every report."""
+    group.add_argument(
+        "--bucket-width",
+        type=int,
+        default=BUCKET_WIDTH,
+        metavar="N",
+        help="words per length bucket (%(default)s)",
+    )
+    group.add_argument(
+        "--last-bucket", type=int, default=LAST_BUCKET, metavar="N", help="one bucket for N+ words (%(default)s)"
+    )
+
+
+def check_bucket_flags(args: argparse.Namespace) -> None:
+    """Refuse buckets that cannot be built (a user error naming both flags)."""
+    if args.bucket_width < 1 or args.last_bucket < args.bucket_width:
+        raise NMTError(f"--bucket-width {args.bucket_width} --last-bucket {args.last_bucket}: need 1 <= width <= last")

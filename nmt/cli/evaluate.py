@@ -15,9 +15,11 @@ from pathlib import Path
 
 from nmt.cli.common import (
     add_alignment_flags,
+    add_bucket_flags,
     add_deprecated,
     add_running_flags,
     add_search_flags,
+    check_bucket_flags,
     new_parser,
     resolve_device,
     run_cli,
@@ -31,8 +33,13 @@ PROG = "nmt-evaluate"
 EPILOG = """\
 outputs (in --output-dir, default: <checkpoint>.eval/ beside the first checkpoint):
   NAME.hyp              the best translation of every source line
-  NAME.buckets.txt/png  BLEU by source length (whitespace words: 0-10, 10-20, ..., 50+)
-  results.json          BLEU, chrF, their sacrebleu signatures, buckets and AER for every set
+  NAME.buckets.txt/png  BLEU by source length (whitespace words: 0-5, 5-10, ..., 25+; --bucket-width,
+                        --last-bucket), with the sentences and a 95% bootstrap interval (1,000 resamples) per bucket
+  results.json          BLEU (with sacrebleu's n-gram precisions, brevity penalty, length ratio and lengths), chrF,
+                        their signatures, decoding time, buckets and AER for every set
+
+printed per set: a progress bar while translating (on a terminal), the decoding time and speed, BLEU and chrF,
+sacrebleu's full BLEU line (signature = score precisions (BP, ratio, hyp_len, ref_len)) and chrF line, the buckets.
 
 dumps (--dump-dir DIR):
   NAME.attention.npz    every sentence's attention, (output pieces + EOS) x (source pieces + EOS), with the
@@ -41,8 +48,10 @@ dumps (--dump-dir DIR):
   NAME.heatmaps/N.png   heatmaps of the first --heatmaps sentences
 
 gold alignments (--gold-alignments FILE, "i-j" sure and "ipj" possible links; --gold-base 1 for 1-based files):
-  AER, precision and recall of the model's word alignments, over the sentences whose output equals the
-  reference word for word (only there do the gold links describe the same pair of sentences).
+  AER, precision and recall of forced alignments: every (source, reference) pair is teacher-forced through the
+  model and its cross-attention read, as nmt-align does (method shift, or for a checkpoint trained with guided
+  alignment the rows it was trained on; --alignment-layer / --alignment-heads), so every gold sentence counts.
+  results.json's "alignment" names the method ("forced (shift)") and the pairs scored.
 """
 
 
@@ -64,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("scores")
     m.add_argument("--tokenize", metavar="TOK", help="sacrebleu BLEU tokenizer: 13a (default), none, intl, char, ...")
     m.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
+    add_bucket_flags(m)
     a = p.add_argument_group("attention and alignments")
     a.add_argument("--dump-dir", metavar="DIR", help="write attention matrices, heatmaps and word alignments here")
     a.add_argument("--heatmaps", type=int, default=10, metavar="N", help="heatmaps for the first N sentences")
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # One best hypothesis per sentence is scored: these search fields do not apply.
-NOT_FOR_EVALUATION = ("nbest", "sampling", "sampling_topk", "sampling_temperature")
+NOT_FOR_EVALUATION = ("nbest", "sampling", "sampling_topk", "sampling_topp", "sampling_temperature")
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -92,9 +102,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    want_attention = args.dump_dir is not None or args.gold_alignments is not None
+    want_attention = args.dump_dir is not None  # gold alignments teacher-force the references instead
     if args.gold_alignments and args.src is None:
         raise NMTError("--gold-alignments needs --src and --ref (the sentence pairs the gold links describe)")
+    check_bucket_flags(args)
     overrides = search_overrides(args, args.search_fields)
     translator = Translator.from_checkpoints(
         args.checkpoint,
@@ -110,6 +121,7 @@ def evaluate(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else ckpt.with_name(ckpt.stem + ".eval")
     reports = []
     for data in load_test_sets(translator.config, src=args.src, ref=args.ref, data_dir=args.data_dir):
+        bar = _progress_bar(args, data.name, len(data.sources))
         report = report_set(
             translator,
             data,
@@ -121,29 +133,53 @@ def evaluate(args: argparse.Namespace) -> int:
             heatmaps=args.heatmaps,
             gold=args.gold_alignments,
             gold_base=args.gold_base,
+            progress=bar.update if bar is not None else None,
+            bucket_width=args.bucket_width,
+            last_bucket=args.last_bucket,
         )
+        if bar is not None:
+            bar.close()
         reports.append(report)
         buckets = format_buckets(report.buckets)
         (out_dir / f"{data.name}.buckets.txt").write_text(buckets + "\n", encoding="utf-8")
         plot_buckets(report.buckets, out_dir / f"{data.name}.buckets.png", title=f"{data.name}: BLEU by source length")
-        scores = report.scores
-        print(f"{data.name}: BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}  ({len(report.hypotheses)} sentences)")
-        print(f"  BLEU signature: {scores.bleu_signature}\n  chrF signature: {scores.chrf_signature}")
-        a = report.alignment
-        if a is not None and a["aer"] is not None:
-            print(
-                f"  AER {a['aer']:.4f} (precision {a['precision']:.4f}, recall {a['recall']:.4f}) over "
-                f"{a['sentences']} of {a['of']} sentences (output = reference)"
-            )
-        elif a is not None:
-            print(f"  AER: no sentence of {a['of']} was translated exactly as its reference")
-        if not args.quiet:
-            print("  " + buckets.replace("\n", "\n  "))
+        print_report(report, quiet=args.quiet)
     results = results_document(checkpoints=args.checkpoint, search=to_dict(translator.cfg), dev=None, test=reports)
     write_json(out_dir / "results.json", results)
     if not args.quiet:
         print(f"results: {out_dir / 'results.json'}", file=sys.stderr)
     return 0
+
+
+def _progress_bar(args: argparse.Namespace, name: str, total: int):
+    """A tqdm bar of the set's sentences on stderr when it is a terminal (advanced after each batch), else None."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" sent", desc=f"{PROG}: {name}", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def print_report(report, *, quiet: bool = False) -> None:
+    """One set's scores on stdout: BLEU, chrF, sacrebleu's full lines, decoding time, AER, and the buckets."""
+    from nmt.evaluate import format_buckets
+
+    scores, n, seconds = report.scores, len(report.hypotheses), report.decode_seconds
+    print(f"{report.name}: BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}  ({n} sentences)")
+    print(f"  BLEU signature: {scores.bleu_signature}\n  chrF signature: {scores.chrf_signature}")
+    print("  " + scores.report().replace("\n", "\n  "))
+    print(f"  decoded in {seconds:.2f} s ({n / max(seconds, 1e-9):.1f} sentences/s)")
+    a = report.alignment
+    if a is not None and a["aer"] is not None:
+        precision, recall = (f"{a[k]:.4f}" if a[k] is not None else "n/a" for k in ("precision", "recall"))
+        print(
+            f"  AER {a['aer']:.4f} (precision {precision}, recall {recall}), {a['method']} "
+            f"alignment of all {a['sentences']} (source, reference) pairs"
+        )
+    elif a is not None:
+        print(f"  AER: no link to score in {a['of']} pairs (gold file and forced alignments both empty)")
+    if not quiet:
+        print("  " + format_buckets(report.buckets).replace("\n", "\n  "))
 
 
 def main(argv: list[str] | None = None) -> int:

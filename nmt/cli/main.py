@@ -11,6 +11,8 @@ import importlib
 import sys
 
 from nmt import __version__
+from nmt.cli.common import EXIT_STATUS_HELP
+from nmt.errors import EXIT_USER_ERROR
 
 # command -> (module with main(), one-line description)
 COMMANDS = {
@@ -20,6 +22,8 @@ COMMANDS = {
     "align": ("nmt.cli.align", "word-align given sentence pairs (forced alignment), AER against gold links"),
     "average": ("nmt.cli.average", "average checkpoints into one loadable checkpoint"),
     "sweep-summary": ("nmt.cli.sweep_summary", "a table and plots of a sweep's jobs"),
+    "export": ("nmt.cli.export", "export a checkpoint for deployment (CTranslate2)"),
+    "serve": ("nmt.cli.serve", "an HTTP translation service and the attention explorer page"),
 }
 
 
@@ -29,7 +33,8 @@ def usage() -> str:
     return (
         f"nmt {__version__}: sequence-to-sequence neural machine translation\n\n"
         f"usage: nmt COMMAND [ARGS ...]   (or nmt-COMMAND [ARGS ...])\n\ncommands:\n{rows}\n\n"
-        "nmt COMMAND --help describes a command; nmt --version prints the version."
+        "nmt COMMAND --help describes a command; nmt --version prints the version.\n\n"
+        f"{EXIT_STATUS_HELP}"
     )
 
 
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args[0] not in COMMANDS:
         print(f"nmt: error: unknown command {args[0]!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     module = importlib.import_module(COMMANDS[args[0]][0])
     sys.argv = [f"nmt-{args[0]}", *args[1:]]  # the Hydra app (train) reads sys.argv itself
     result = module.main() if args[0] == "train" else module.main(args[1:])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from nmt.cli.common import new_parser, run_cli, setup_logging
+from nmt.cli.common import add_bucket_flags, check_bucket_flags, new_parser, run_cli, setup_logging
 from nmt.errors import NMTError
 from nmt.experiments.summary import SORT_KEYS, collect_jobs, summarize, to_markdown, write_summary
 
@@ -31,6 +31,8 @@ status of a job (its directory is SWEEP_DIR/<job number>/):
                and the best dev BLEU so far (greedy validation, so it stays out of the score columns)
   interrupted  SIGINT/SIGTERM stopped it after saving a checkpoint (interrupted.json); rerun the sweep to resume
   failed       failed.json holds the error and its traceback; the note shows the error
+  corrupt      the newest of results.json / failed.json / interrupted.json cannot be read (damaged, not JSON);
+               the note names the file; rerunning the sweep writes it again
   not started  listed in SWEEP_DIR/multirun.yaml but without a directory yet
 
 columns: the overrides whose values differ between jobs, model (architecture + attention), pair, dev and
@@ -39,8 +41,9 @@ test BLEU/chrF (one pair of columns per test set), parameters, updates, wall tim
 outputs (in --output-dir, default SWEEP_DIR): summary.md (the table printed), summary.csv (raw numbers),
 summary.json (every field, with each job's overrides and directory), and the plots
   bleu_by_model.png     dev and test BLEU of each finished job, one panel per language pair
-  bleu_by_length.png    test BLEU by source-length bucket (words; --bucket-width, --last-bucket), one line per
-                        finished job, from its test hypotheses and the references under the data root
+  bleu_by_length.png    test BLEU by source-length bucket (words; --bucket-width, --last-bucket: by default the
+                        buckets of nmt-evaluate and results.json), one line per finished job with 95% bootstrap
+                        intervals, from its test hypotheses and the references under the data root
   dev_bleu_vs_time.png  dev BLEU at each validation against training time, finished and running jobs
 
 --sort takes {", ".join(SORT_KEYS)} or an override key that varies (e.g. train.lr).
@@ -53,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", "-o", metavar="DIR", help="where summary.* and the plots go (default SWEEP_DIR)")
     p.add_argument("--sort", default="dev_bleu", metavar="KEY", help="row order (default: dev_bleu, best first)")
     p.add_argument("--data-dir", metavar="DIR", help="data root for the test references (default $NMT_DATA_DIR)")
-    p.add_argument("--bucket-width", type=int, default=5, metavar="N", help="source words per length bucket (5)")
-    p.add_argument("--last-bucket", type=int, default=25, metavar="N", help="one bucket for N+ words (25)")
+    add_bucket_flags(p)
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the table")
     return p
@@ -94,8 +96,7 @@ def expected_jobs(sweep_dir: Path) -> list[list[str]] | None:
 
 
 def body(args: argparse.Namespace) -> int:
-    if args.bucket_width < 1 or args.last_bucket < args.bucket_width:
-        raise NMTError(f"--bucket-width {args.bucket_width} --last-bucket {args.last_bucket}: need 1 <= width <= last")
+    check_bucket_flags(args)
     sweep_dir = Path(args.sweep_dir)
     jobs = collect_jobs(sweep_dir, expected=expected_jobs(sweep_dir) if sweep_dir.is_dir() else None)
     summary = summarize(jobs, sweep_dir=sweep_dir, sort=args.sort)

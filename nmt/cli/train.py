@@ -6,10 +6,18 @@
     nmt-train -m model=transformer,rnn_luong train.lr=5e-4,1e-3    # a sweep (returns dev BLEU per job)
     nmt-train -m +sweep=cpu_parallel model=transformer,rnn_luong   # 2 jobs at a time (configs/sweep/)
     torchrun --nproc_per_node=2 -m nmt.cli.train train.device=cpu  # data-parallel (gloo on CPU, NCCL on GPU)
+    nmt-train --help                                 # every option, preset and example (nmt.cli.train_help)
 
 Hydra composes ``configs/train.yaml`` over the schemas registered here; the composed config is converted to the
 typed :class:`nmt.config.NMTConfig` at once and handed to :func:`nmt.training.trainer.train`. Only this package
 imports Hydra.
+
+Exit status, as for every nmt tool (``nmt.cli.common.EXIT_STATUS_HELP``): 0 success; 1 an internal error (a bug,
+with its traceback); 2 a user error, printed as one line ``nmt-train: error: ...`` (a misspelt or unknown key, also
+one appended with ``+``, with close matches; a value out of range; a missing preset; a missing, empty or broken
+corpus; an unusable checkpoint to resume); 128 + N stopped by signal N after saving a checkpoint (130 Ctrl-C, 143
+SIGTERM). Configuration mistakes are found before any data is read. In a sweep a failing job is recorded and the
+others go on (see below); the sweep itself exits 0 unless it could not start.
 
 In a sweep (``-m``) each job is isolated: a job whose directory already holds a complete ``results.json`` is not
 trained again (its dev BLEU is returned), an unfinished one resumes from its ``last.pt``, and a job that raises is
@@ -18,6 +26,7 @@ recorded in ``failed.json`` (error and traceback) and returns :data:`FAILED_JOB_
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -25,16 +34,20 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nmt import __version__
+from nmt.cli.config_errors import check_known_keys, error_line, is_config_error
 from nmt.config import (
+    ConfigError,
     DataConfig,
     NMTConfig,
     RNNConfig,
@@ -43,9 +56,10 @@ from nmt.config import (
     TrainConfig,
     TransformerConfig,
 )
-from nmt.errors import NMTError
+from nmt.errors import EXIT_USER_ERROR, NMTError
 from nmt.experiments import jobs
 from nmt.training import distributed
+from nmt.training.rundir import RunDirError, RunDirLock, check_writable
 
 log = logging.getLogger("nmt.cli.train")
 
@@ -92,9 +106,19 @@ register_configs()
 
 
 def to_typed(cfg: DictConfig) -> NMTConfig:
-    """The composed DictConfig as the typed config tree (runs every cross-field check)."""
-    typed = OmegaConf.to_object(cfg)
-    assert isinstance(typed, NMTConfig)
+    """The composed DictConfig as the typed config tree: every key known to its schema (also those appended with
+    ``+``), every value in range, every cross-field check passed.
+
+    Raises:
+        ConfigError: one line naming the key (close matches for an unknown one).
+    """
+    try:
+        check_known_keys(cfg)
+        typed = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # a missing value, a broken interpolation
+        raise ConfigError(error_line(e)) from None
+    if not isinstance(typed, NMTConfig):
+        raise ConfigError(f"the composed config is a {type(typed).__name__}, not nmt's schema (configs/train.yaml)")
     return typed
 
 
@@ -129,9 +153,39 @@ def run(cfg: DictConfig) -> float:
 
 def _train(cfg: DictConfig, run_dir: Path) -> float:
     typed = to_typed(cfg)
+    if typed.train.init_from:
+        typed = fine_tuning_config(typed, run_dir, list(HydraConfig.get().overrides.task))
     from nmt.training.trainer import train
 
-    return train(typed, run_dir)
+    try:
+        return train(typed, run_dir)
+    except OSError as e:  # a full disk wherever it strikes (logs, metrics, hypotheses): one line, not a traceback
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = e.filename or f"into {run_dir}"
+        raise NMTError(f"cannot write {where}: the disk is full ({e.strerror}); free some space") from None
+
+
+def fine_tuning_config(cfg: NMTConfig, run_dir: Path, overrides: list[str]) -> NMTConfig:
+    """``train.init_from``: the model and tokenizer sections become the checkpoint's (those of the run's own
+    checkpoint when it resumes), except keys set on the command line, which must not contradict them
+    (:func:`nmt.training.finetune.adopt`). A ``model=`` / ``tokenizer=`` preset names the architecture (and an
+    RNN's attention) / the tokenizer type."""
+    from nmt.checkpoint import load_checkpoint
+    from nmt.config import RNNConfig
+    from nmt.training import finetune, session
+
+    keep: set[str] = set()
+    for override in overrides:
+        key = jobs.override_key(override).strip()
+        if key == "model":
+            keep |= {"model.arch", "model.attention"} if isinstance(cfg.model, RNNConfig) else {"model.arch"}
+        elif key == "tokenizer":
+            keep.add("tokenizer.type")
+        elif key.startswith(("model.", "tokenizer.")):
+            keep.add(key)
+    source = session.resume_path(cfg.train, run_dir) or Path(str(cfg.train.init_from)).expanduser()
+    return finetune.adopt(cfg, load_checkpoint(source)["config"], keep=keep, path=source)
 
 
 def _limits(cfg: DictConfig) -> dict[str, int]:
@@ -179,10 +233,14 @@ def sweep_job(
                 num, results.get("finished") or "done", results.get("steps"), value, run_dir / jobs.RESULTS,
             )  # fmt: skip
             return value
-        if is_main:
-            jobs.clear_failure(run_dir)
-            jobs.write_job_record(run_dir, num=num, overrides=overrides)
-        return body()
+        with RunDirLock(run_dir, is_main=is_main):  # before writing anything: it may be another sweep's job
+            if is_main:
+                jobs.clear_failure(run_dir)
+                jobs.write_job_record(run_dir, num=num, overrides=overrides)
+            return body()
+    except RunDirError as e:  # in use by another process (a second copy of the sweep): leave its files alone
+        log.error("job %s not run: %s", num, e)
+        return FAILED_JOB_VALUE
     except Exception as e:
         if _signal_code(e):  # SIGINT/SIGTERM: stop the whole sweep (rerun it to resume)
             if is_main:
@@ -197,6 +255,37 @@ def sweep_job(
         return FAILED_JOB_VALUE
 
 
+class RunDirCallback(Callback):
+    """Checks and claims the run directory before Hydra writes into it (``.hydra/``, ``train.log``).
+
+    Registered in ``configs/train.yaml`` (``hydra.callbacks``). A directory that cannot be written, or that another
+    ``nmt-train`` trains in, ends with one line and exit status 2, instead of Hydra's traceback or a second writer
+    in the directory of a training in progress (see :mod:`nmt.training.rundir`). Sweep jobs are claimed one by one
+    in :func:`sweep_job`; here only the sweep directory is checked.
+    """
+
+    def __init__(self) -> None:
+        self.lock: RunDirLock | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+        try:
+            self.lock = RunDirLock(run_dir, is_main=distributed.init().is_main).acquire()
+        except RunDirError as e:
+            _exit_with(e)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_writable(Path(str(OmegaConf.select(config, "hydra.sweep.dir"))), "sweep directory", "hydra.sweep.dir")
+        except RunDirError as e:
+            _exit_with(e)
+
+
 def _signal_code(e: Exception) -> int:
     """The exit status of an error that stands for SIGINT/SIGTERM (128 + signal number), else 0."""
     code = getattr(e, "exit_code", 0)
@@ -204,8 +293,9 @@ def _signal_code(e: Exception) -> int:
 
 
 def _exit_with(e: Exception) -> NoReturn:
-    """A user-facing error: its message without a traceback, in train.log too, and the error's exit status."""
-    code = getattr(e, "exit_code", 1)
+    """A user-facing error: its message without a traceback, in train.log too, and the error's exit status (2, or
+    128 + N for a signal)."""
+    code = getattr(e, "exit_code", EXIT_USER_ERROR)
     _log_to_files(logging.WARNING if code > 128 else logging.ERROR, str(e))
     print(f"nmt-train: {'' if code > 128 else 'error: '}{e}", file=sys.stderr)
     sys.exit(code)
@@ -234,12 +324,33 @@ def main() -> None:
     if "--version" in sys.argv[1:]:  # before Hydra, whose own --version names Hydra's
         print(f"nmt-train (nmt) {__version__}")
         return
+    if {"--help", "-h"} & set(sys.argv[1:]):  # before Hydra, whose own page is --hydra-help
+        from nmt.cli.train_help import render
+
+        try:
+            sys.stdout.write(render(config_dir()))
+            sys.stdout.flush()
+        except BrokenPipeError:  # nmt-train --help | head
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     if distributed.launched_by_torchrun():
         distributed.init()
         os.environ[RUN_TIME_ENV] = repr(distributed.shared_start_time())
+    # Hydra prints its own errors (a misspelt key, a bad value, a missing preset) over several lines and exits 1,
+    # like a crash. With HYDRA_FULL_ERROR it raises them instead, and they are reported here as one line with
+    # exit status 2; anything else is a bug and keeps its traceback. A user who set HYDRA_FULL_ERROR gets Hydra's.
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         run()
+    except Exception as e:
+        if user_full_error or not is_config_error(e):
+            raise
+        print(f"nmt-train: error: {error_line(e)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     finally:
+        if user_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
         distributed.shutdown()
 
 

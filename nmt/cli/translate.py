@@ -4,6 +4,7 @@ Examples::
 
     nmt-translate --checkpoint runs/x/checkpoints/best.pt < test.de > test.en
     nmt-translate --checkpoint a.pt b.pt --input test.de --output test.en --alignments test.align
+    nmt-translate --engine ctranslate2 --checkpoint deploy/de-en < test.de > test.en   # an nmt-export directory
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from nmt.cli.common import (
     add_alignment_flags,
@@ -26,6 +29,8 @@ from nmt.cli.common import (
     search_overrides,
     setup_logging,
 )
+from nmt.cli.reading import CountingLines, arrivals, is_terminal, regular_file_size
+from nmt.config import Precision
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -43,9 +48,24 @@ output:
   gives N lines with an empty hypothesis and score 0.
 
 search:
-  Beam search over whole batches (--beam-size 1: greedy). score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with
-  |y| counting the final EOS. Output length is capped per sentence at floor(a * source pieces) + b pieces.
-  Defaults come from the checkpoint's search config.
+  Beam search over whole batches (--beam-size 1: greedy), or sampling (--sampling). Defaults come from the
+  checkpoint's search config.
+  score = log p(y|x) / ((5 + |y|) / 6) ** lenpen, with |y| counting the final EOS: --lenpen is GNMT's alpha
+  (Wu et al. 2016); 0 ranks by log-probability, > 0 favours longer outputs. fairseq's --lenpen is another
+  formula (log p / |y| ** lenpen): the same number does not mean the same thing.
+  Output length is capped per sentence at floor(a * source pieces) + b pieces (--max-len-a, --max-len-b);
+  --min-len N forbids EOS before N pieces (at most the cap); --no-repeat-ngram N forbids any N-gram of pieces
+  twice in one output.
+  --early-stop: a sentence's beam search ends once beam-size hypotheses have finished, or earlier:
+      bound      (default) once no live beam can beat the n-best finished ones: the live log-probability
+                 divided by the largest length penalty the cap allows is an upper bound. Exact: the output
+                 is the same as with none, and the top line never depends on --nbest.
+      heuristic  once the best finished score beats every live beam's score as if it ended at the next step
+                 (Hugging Face's early_stopping=False). Faster; with lenpen > 0 it can miss a better, longer
+                 output, and the top line can change with --nbest.
+      none       no early stop.
+  Sampling: temperature first, then --sampling-topk, then --sampling-topp (the smallest set of most probable
+  pieces holding at least p of the remaining probability), then a draw (seeded by --seed).
 
 alignments (--alignments FILE):
   One Pharaoh line per input line: "i-j" pairs, 0-based, source word first. Words are the whitespace-separated
@@ -54,13 +74,30 @@ alignments (--alignments FILE):
   the pieces of a source word are summed and the pieces of a target word averaged; each target word links to
   the source word with the largest weight (or to all with at least --alignment-threshold).
 
-exit status: 0 success, 2 a user error (bad input, flags or checkpoint).
+interactive use and progress:
+  A file (--input, or a file redirected into stdin) is read --chunk-lines lines at a time. Standard input from a
+  pipe or a terminal is read as it arrives: the lines that have arrived are translated at most --wait-ms after the
+  first of them (a full chunk does not wait), and the output is flushed after each group, so a person typing
+  sentences, or a program writing a line and reading its translation back, gets each translation at once. Order and
+  one output line per input line hold as always. On a terminal, stderr shows a progress bar advanced after each
+  batch, with a total and an ETA when the input is a file (estimated from the bytes read until all is read), and
+  a closing line with the speed (--quiet: neither).
+
+engines (--engine):
+  nmt (default) runs the checkpoint(s) with PyTorch. ctranslate2 runs a directory written by nmt-export --format
+  ctranslate2 (the ctranslate2 extra: pip install -e '.[ctranslate2]'), with the same output contract; search
+  defaults and the maximum source length come from the export. Greedy outputs equal nmt's; in beam search
+  CTranslate2 ranks by log p / |y|^lenpen (|y| without EOS) and caps lengths per batch (each output is then cut to
+  its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
+  export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(PROG, "Translate text with nmt checkpoints (stdin to stdout by default).", EPILOG)
-    p.add_argument("--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble)")
+    p.add_argument(
+        "--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble); an export DIR"
+    )
     p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
     s = p.add_argument_group("search (defaults: the checkpoint's search config)")
@@ -81,7 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--chunk-lines", type=int, metavar="N", default=10_000, help="lines read, sorted and translated at a time"
     )
-    add_running_flags(r)
+    r.add_argument(
+        "--wait-ms",
+        type=float,
+        metavar="MS",
+        default=100.0,
+        help="stdin from a pipe or terminal: translate what has arrived at most MS ms after the first line of a "
+        "chunk, without waiting for a full chunk (default: 100; see 'interactive use')",
+    )
+    r.add_argument(
+        "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
+    )
+    add_running_flags(r, precision_default=None)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     return p
 
@@ -98,49 +146,72 @@ def overrides(args: argparse.Namespace) -> dict:
 def _translate(args: argparse.Namespace) -> int:
     import torch
 
-    from nmt.translate import Translator, decode_lines
+    from nmt.translate import Translator, chunks, decode_lines
 
     for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    if args.wait_ms < 0:
+        raise NMTError(f"--wait-ms must be 0 or more, got {args.wait_ms:g}")
     start = time.perf_counter()
-    translator = Translator.from_checkpoints(
-        args.checkpoint,
-        device=device,
-        search=overrides(args),
-        max_source_len=args.max_source_len,
-        need_attention=args.alignments is not None,
-        alignment_layer=args.alignment_layer,
-        alignment_heads=args.alignment_heads,
-        seed=args.seed,
-        precision=args.precision,
-    )
+    if args.engine == "ctranslate2":
+        translator = _ct2_translator(args)
+    else:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        translator = Translator.from_checkpoints(
+            args.checkpoint,
+            device=resolve_device(args.device),
+            search=overrides(args),
+            max_source_len=args.max_source_len,
+            need_attention=args.alignments is not None,
+            alignment_layer=args.alignment_layer,
+            alignment_heads=args.alignment_heads,
+            seed=args.seed,
+            precision=args.precision or Precision.fp32,
+        )
     loaded = time.perf_counter()
+    if not translator.cfg.sampling:
+        # The library ignores sampling settings when it searches; on the command line they are a mistake.
+        given = [f for f in ("topk", "topp", "temperature") if getattr(args, f"sampling_{f}") is not None]
+        if given:
+            raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
-    progress = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(unit=" sent", file=sys.stderr, desc=PROG, dynamic_ncols=True)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_input(args.input))
         out = stack.enter_context(open_output(args.output))
         align = stack.enter_context(open_output(args.alignments)) if args.alignments else None
         name = "<stdin>" if args.input == "-" else args.input
-        lines = decode_lines(src, name=name, errors=args.errors)
-        for t in translator.stream(lines, chunk_lines=args.chunk_lines):
+        reader = CountingLines(src)
+        size = regular_file_size(src)  # None for a pipe or a terminal
+        lines = decode_lines(reader, name=name, errors=args.errors)
+        if size is None:  # interactive: translate what has arrived (see arrivals)
+            groups = arrivals(lines, size=args.chunk_lines, wait=args.wait_ms / 1000)
+            if is_terminal(src) and not args.quiet:
+                print(f"{PROG}: type a sentence and press Enter (Ctrl-D ends)", file=sys.stderr)
+        else:
+            groups = chunks(lines, args.chunk_lines)
+        bar = _progress_bar(args, src)
+        stack.callback(lambda: bar is not None and bar.close())
+        ends: list[int] = [0]  # the last line number of the group being translated
+
+        def counted(groups: Iterator[list[str]]) -> Iterator[list[str]]:
+            for group in groups:
+                ends[0] += len(group)
+                if bar is not None and size:  # a file: lines so far scaled by the share of its bytes read
+                    bar.total = max(ends[0], round(ends[0] * size / max(reader.bytes, 1)))
+                    bar.refresh()
+                yield group
+
+        progress = bar.update if bar is not None else None
+        for t in translator.stream(counted(groups), chunked=True, progress=progress):
             out.write(format_translation(t, nbest).encode("utf-8"))
             if align is not None:
                 align.write((translator.links(t, threshold=args.alignment_threshold) + "\n").encode("utf-8"))
-            if progress is not None:
-                progress.update(1)
-            if t.line % args.chunk_lines == 0:  # the end of a chunk: let downstream see it
+            if t.line == ends[0]:  # the end of a group: let downstream (a person, a pipe) see it
                 out.flush()
-    if progress is not None:
-        progress.close()
+                if align is not None:
+                    align.flush()
     if not args.quiet:
         st, wall = translator.stats, time.perf_counter() - loaded
         print(
@@ -151,6 +222,45 @@ def _translate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _progress_bar(args: argparse.Namespace, src: Any) -> Any:
+    """A tqdm bar of lines on stderr when it is a terminal (not when a person types into stdin there), advanced
+    after each batch; its total (hence an ETA) is set from the input's size once it is known to be a file."""
+    if args.quiet or not sys.stderr.isatty() or is_terminal(src):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" sent", file=sys.stderr, desc=PROG, dynamic_ncols=True, leave=False)
+
+
+def _ct2_translator(args: argparse.Namespace):
+    """A :class:`~nmt.export.ct2_translate.CT2Translator`, after refusing the flags CTranslate2 cannot honour."""
+    from nmt.export.ct2_translate import CT2Translator
+
+    if len(args.checkpoint) > 1:
+        raise NMTError("--engine ctranslate2 takes one export directory (no ensembles)")
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--alignments", args.alignments),
+            ("--alignment-layer", args.alignment_layer),
+            ("--alignment-heads", args.alignment_heads),
+            ("--alignment-threshold", args.alignment_threshold),
+        )
+        if value is not None
+    ]
+    if unsupported:
+        raise NMTError(f"{', '.join(unsupported)}: not available with --engine ctranslate2 (use --engine nmt)")
+    return CT2Translator(
+        args.checkpoint[0],
+        search=overrides(args),
+        device=args.device,
+        precision=args.precision,
+        threads=max(args.threads, 0),
+        max_source_len=args.max_source_len,
+        seed=args.seed,
+    )
 
 
 def format_translation(t, nbest: int) -> str:

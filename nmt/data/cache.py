@@ -1,8 +1,8 @@
 """Cache entries: content-keyed directories written atomically (temporary directory, then rename).
 
 An entry is a directory named ``{kind}-{key}`` holding its files and a ``meta.json``; the key is a hash of
-everything the content depends on. Arrow tables go through ``datasets`` (``save_to_disk`` /
-``load_from_disk``), which memory-maps them on load.
+everything the content depends on. Tables are Arrow IPC files, written one record batch at a time (so a corpus
+larger than memory can be encoded into one) and memory-mapped on load.
 """
 
 from __future__ import annotations
@@ -25,24 +25,39 @@ from nmt.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the layout of a cache entry changes (2: large_list id columns)
+CACHE_FORMAT = 3  # bump when the layout of a cache entry changes (2: large_list ids; 3: one Arrow IPC file)
+TABLE_FILE = "table.arrow"
 
 
-def cache_dir(data: DataConfig, root: Path) -> Path:
-    """``data.cache_dir``, else ``<data root>/cache``; a read-only data root falls back to ``~/.cache/nmt``."""
+def cache_dir(data: DataConfig) -> Path:
+    """Where processed data is cached: ``data.cache_dir`` if set, else :func:`default_cache_dir`.
+
+    Never inside the data root by default: a corpus directory may be read-only or shared between users.
+
+    Raises:
+        DataError: the directory cannot be created or written; the message says which setting chose it.
+    """
     if data.cache_dir:
         cache = Path(data.cache_dir).expanduser()
         if not writable(cache):
             raise DataError(f"data.cache_dir={data.cache_dir}: cannot create or write to {cache}")
         return cache
-    cache = root / "cache"
-    if writable(cache):
-        return cache
-    fallback = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "nmt"
-    log.warning("cannot write to %s (read-only data root?): caching processed data in %s instead", cache, fallback)
-    if not writable(fallback):
-        raise DataError(f"no writable cache directory ({cache}, {fallback}): set data.cache_dir")
-    return fallback
+    cache = default_cache_dir()
+    if not writable(cache):
+        source = f"NMT_CACHE_DIR={os.environ['NMT_CACHE_DIR']}" if os.environ.get("NMT_CACHE_DIR") else "the default"
+        raise DataError(
+            f"cannot create or write to the cache directory {cache} ({source}): set data.cache_dir or NMT_CACHE_DIR"
+        )
+    return cache
+
+
+def default_cache_dir() -> Path:
+    """``$NMT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/nmt``, else ``~/.cache/nmt`` (on every platform, as
+    ``torch.hub`` and Hugging Face do, so one variable moves all of them)."""
+    explicit = os.environ.get("NMT_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "nmt"
 
 
 def writable(directory: Path) -> bool:
@@ -91,31 +106,34 @@ def atomic_entry(entry: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_table(table: pa.Table, directory: Path) -> None:
-    """Write ``table`` as a ``datasets`` Arrow dataset into ``directory/data``."""
-    import datasets
+class TableWriter:
+    """Appends record batches to ``directory/table.arrow``; the file is opened at the first batch (its schema).
 
-    with quiet_datasets():
-        datasets.Dataset(table).save_to_disk(str(directory / "data"))
+    Use as a context manager; only the current batch is ever in memory.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / TABLE_FILE
+        self.rows = 0
+        self._sink: Any = None
+        self._writer: Any = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, batch.schema)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
 
 
 def load_table(entry: Path) -> pa.Table:
-    """The training table, memory-mapped (the Arrow file is not read into memory)."""
-    import datasets
-
-    with quiet_datasets():
-        return datasets.load_from_disk(str(entry / "data")).data.table
-
-
-@contextmanager
-def quiet_datasets() -> Iterator[None]:
-    """No ``datasets`` progress bars inside the block (restored after it if they were on)."""
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
+    """An entry's table, memory-mapped (the Arrow file is not read into memory)."""
+    return pa.ipc.open_file(pa.memory_map(str(entry / TABLE_FILE), "r")).read_all()

@@ -1,4 +1,4 @@
-"""Reading parallel corpora: line-aligned ``{prefix}.{lang}`` files (plain or gzip) or Hugging Face ``datasets``.
+"""Reading parallel corpora: line-aligned ``{prefix}.{lang}`` files (plain or gzip); ``datasets`` in :mod:`nmt.data.hf`.
 
 Every reader checks what a user can get wrong and says where: a missing file lists the paths tried, invalid
 UTF-8 names the file and the 1-based line, sides of different lengths name both files and both counts.
@@ -14,13 +14,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nmt.data.download import ensure_download  # re-exported: downloads are part of reading a corpus
 from nmt.errors import DataError
-
-if TYPE_CHECKING:
-    from nmt.config import HFConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +26,6 @@ __all__ = [
     "data_root",
     "ensure_download",
     "file_sha256",
-    "load_hf",
     "load_parallel",
     "read_lines",
     "resolve_file",
@@ -38,7 +34,6 @@ __all__ = [
 ]
 
 GZIP_MAGIC = b"\x1f\x8b"
-HF_FORMATS = ("parquet", "json", "arrow", "csv", "text")  # ``datasets`` builders that read local files
 
 
 @dataclass
@@ -179,84 +174,10 @@ def load_parallel(prefix: str | Path, src_lang: str, tgt_lang: str, root: Path |
 
 
 # --------------------------------------------------------------------------------------------- datasets
-def open_hf(hf: HFConfig, root: Path | None = None, cache_dir: Path | None = None) -> Any:
-    """Open a Hugging Face corpus as a ``DatasetDict`` (split name -> ``Dataset``).
+def __getattr__(name: str) -> Any:
+    """``open_hf`` / ``load_hf`` live in :mod:`nmt.data.hf` (imported on first use: ``datasets`` is heavy)."""
+    if name in ("open_hf", "load_hf"):
+        from nmt.data import hf
 
-    ``hf.path`` is a format name (``parquet``, ``json``, ``arrow``, ``csv``) read from ``hf.data_files``
-    (split -> file or list of files; relative paths under the data root, else the working directory), a local
-    ``save_to_disk`` directory, or a hub dataset name with ``hf.name`` as its config (``"de-en"``).
-    """
-    import datasets
-
-    root = root if root is not None else data_root()
-    if not hf.path:
-        raise DataError("data.hf.path is empty: give a hub dataset name, a local dataset directory or a format")
-    if hf.path in HF_FORMATS:
-        if not hf.data_files:
-            raise DataError(f"data.hf.path={hf.path!r} reads local files: set data.hf.data_files (split -> file)")
-        files = {split: [str(_local(f, root)) for f in _as_list(v)] for split, v in hf.data_files.items()}
-        try:
-            kwargs = {"cache_dir": str(cache_dir)} if cache_dir is not None else {}
-            return datasets.load_dataset(hf.path, hf.name, data_files=files, **kwargs)
-        except Exception as e:  # ``datasets`` raises many types for a bad file; the user needs the message
-            raise DataError(f"cannot read {hf.path} files {files}: {e}") from e
-    local = next((p for p in (resolve_path(hf.path, root), Path(hf.path)) if p.is_dir()), None)
-    if local is not None:
-        try:
-            loaded = datasets.load_from_disk(str(local))
-        except FileNotFoundError as e:
-            raise DataError(f"{local} is not a dataset saved with save_to_disk: {e}") from None
-        if not isinstance(loaded, datasets.DatasetDict):
-            raise DataError(f"{local} holds one Dataset without splits; save a DatasetDict (train/validation/...)")
-        return loaded
-    try:
-        return datasets.load_dataset(hf.path, hf.name)
-    except Exception as e:  # offline machines, unknown names and configs all surface here
-        raise DataError(
-            f"cannot load Hugging Face dataset {hf.path!r} (config {hf.name!r}): {e}. Without internet, point "
-            "data.hf.path at a local save_to_disk directory or at local files (data.hf.path=parquet + data_files)"
-        ) from e
-
-
-def _as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _local(path: str, root: Path) -> Path:
-    for candidate in (resolve_path(path, root), Path(path)):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"data.hf.data_files: {path} not found (tried {resolve_path(path, root)} and {Path(path)})")
-
-
-def load_hf(dataset_dict: Any, split: str, src_lang: str, tgt_lang: str, *, description: str = "") -> Parallel:
-    """One split of an opened ``DatasetDict`` as :class:`Parallel` sentences.
-
-    Rows are ``{"translation": {src_lang: ..., tgt_lang: ...}}`` or have one column per language. Read by
-    columns through Arrow (no per-row Python dicts). Missing values become empty strings.
-    """
-    if split not in dataset_dict:
-        raise DataError(f"dataset {description} has no split {split!r}; splits: {', '.join(dataset_dict)}")
-    ds = dataset_dict[split]
-    table = ds.with_format("arrow")[:] if len(ds) else ds.data.table  # respects any index mapping
-    columns = table.column_names
-    sides = []
-    for lang in (src_lang, tgt_lang):
-        if "translation" in columns and lang in _struct_fields(table, "translation"):
-            col = table.column("translation").combine_chunks().field(lang)
-        elif lang in columns:
-            col = table.column(lang)
-        else:
-            fields = _struct_fields(table, "translation") if "translation" in columns else []
-            raise DataError(
-                f"dataset {description} split {split!r} has no {lang!r} text: columns {columns}"
-                + (f", translation languages {fields}" if fields else "")
-            )
-        sides.append(["" if s is None else s for s in col.to_pylist()])
-    src, tgt = sides
-    return Parallel(split, src, tgt, (f"{description}[{split}]",), texts_sha256(src, tgt))
-
-
-def _struct_fields(table: Any, column: str) -> list[str]:
-    typ = table.schema.field(column).type
-    return [typ.field(i).name for i in range(typ.num_fields)] if hasattr(typ, "num_fields") else []
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,19 @@
 """From a :class:`DataConfig` to tokenized, filtered, cached data ready for batching.
 
-Two cache entries live under ``data.cache_dir`` (default ``<data root>/cache``):
+Two cache entries live under ``data.cache_dir`` (default: the user's cache directory, see
+:func:`nmt.data.cache.default_cache_dir`):
 
 - ``tokenizer-<key>``: the trained SentencePiece model(s), keyed by the training files' content (sha256 of
   their bytes) and the tokenizer options, so a second run does not retrain;
-- ``train-<key>``: the encoded training pairs as an Arrow table (``datasets``, memory-mapped on load), keyed by
-  the training files' content, the tokenizer model bytes and the filtering options.
+- ``train-<key>``: the encoded training pairs as an Arrow file (written chunk by chunk, memory-mapped on load),
+  keyed by the training files' content, the tokenizer model bytes and the filtering options.
 
 Keys hash content, never paths or modification times: an edited file is never served stale, and a moved one
 still hits. Entries are built in a temporary directory and renamed into place, so a crash (or a second
 process racing, as DDP ranks do) never leaves a half-written entry. Validation and test sets are never
-filtered and are small, so they are read and encoded on every run.
+filtered and are small, so they are read and encoded on every run. A streamed ``datasets`` training split
+(``data.hf.streaming``) is never held in memory: the tokenizer trainer samples from it and the encoder writes it to
+the cache one chunk at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import itertools
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +36,8 @@ from nmt.config import ConfigError, DataConfig, TokenizerConfig
 from nmt.data import cache as store
 from nmt.data.batch import Batch, collate
 from nmt.data.batching import collate_flat
-from nmt.data.corpus import (
-    Parallel,
-    data_root,
-    ensure_download,
-    file_sha256,
-    load_hf,
-    load_parallel,
-    open_hf,
-    resolve_file,
-)
+from nmt.data.corpus import Parallel, data_root, ensure_download
+from nmt.data.sources import Corpora, TrainCorpus, uses_hf
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import DataError
 
@@ -157,22 +152,24 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
         if not getattr(data, key):
             raise ConfigError(f"data.{key} is not set: give a corpus prefix (or a split name with data.hf.path)")
     root = data_root()
-    cache = store.cache_dir(data, root)
-    if data.download and not _uses_hf(data):
+    cache = store.cache_dir(data)
+    if data.download and not uses_hf(data):
         ensure_download(data.download, [data.src_lang, data.tgt_lang], root)
-    corpora = _Corpora(data, root, cache)
+    corpora = Corpora(data, root, cache)
     train = corpora.train()
+    # Dev and test sets are read before any tokenizer is trained: an empty one stops the run at once.
+    valid_corpus = _scorable(corpora.load(data.valid), "data.valid")
+    test_corpora = [_scorable(corpora.load(t), "data.test") for t in data.test]
 
-    if tokenizer is None and tok.model_path:
-        tokenizer = Tokenizer.load(Path(tok.model_path).expanduser())
-        log.info("using tokenizer %s (%r)", tok.model_path, tokenizer)
     if tokenizer is None:
-        tokenizer = _cached_tokenizer(train, tok, cache)
+        tokenizer = _given_tokenizer(tok) or _cached_tokenizer(train, tok, cache)
+    for line in tokenizer.renumbering():
+        log.info("tokenizer %s", line)
     tokenizer.sampling_alpha, tokenizer.sampling_nbest = tok.sampling_alpha, tok.sampling_nbest
 
     train_data = _cached_train_data(train, tokenizer, data, keep_texts=tok.sampling_alpha > 0, cache=cache)
-    valid = _eval_set(corpora.load(data.valid), tokenizer)
-    tests = [_eval_set(corpora.load(t), tokenizer) for t in data.test]
+    valid = _eval_set(valid_corpus, tokenizer)
+    tests = [_eval_set(corpus, tokenizer) for corpus in test_corpora]
     log.info(
         "data: %d training pairs, valid %s (%d), tests %s",
         len(train_data),
@@ -183,47 +180,22 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
     return PreparedData(tokenizer=tokenizer, train=train_data, valid=valid, tests=tests)
 
 
-# --------------------------------------------------------------------------------------------- corpora
-@dataclass
-class _Train:
-    """The training corpus, read only when a cache misses (a hit needs only the fingerprint)."""
+def _scorable(corpus: Parallel, key: str) -> Parallel:
+    """A dev or test corpus with at least one pair to score; an empty one would report a BLEU of nothing (and, as
+    the dev set, pick ``best.pt`` from nothing).
 
-    fingerprint: str
-    description: str
-    read: Callable[[], Parallel]
-
-
-class _Corpora:
-    """Files under the data root, or the splits of one ``datasets`` corpus (opened once)."""
-
-    def __init__(self, data: DataConfig, root: Path, cache: Path) -> None:
-        self.data, self.root, self.cache = data, root, cache
-        self._hf: Any = None
-
-    def _hf_dict(self) -> Any:
-        if self._hf is None:
-            self._hf = open_hf(self.data.hf, self.root, cache_dir=self.cache / "hf")
-        return self._hf
-
-    def load(self, name: str) -> Parallel:
-        d = self.data
-        if _uses_hf(d):
-            return load_hf(self._hf_dict(), name, d.src_lang, d.tgt_lang, description=d.hf.path)
-        return load_parallel(name, d.src_lang, d.tgt_lang, self.root)
-
-    def train(self) -> _Train:
-        d = self.data
-        if _uses_hf(d):
-            corpus = self.load(d.train)
-            return _Train(corpus.fingerprint, f"{d.hf.path}[{d.train}]", lambda: corpus)
-        # Hash the files' bytes without decoding them: on a cache hit the training text is never read.
-        paths = [resolve_file(d.train, lang, self.root) for lang in (d.src_lang, d.tgt_lang)]
-        fingerprint = hashlib.sha256(" ".join(file_sha256(p) for p in paths).encode()).hexdigest()
-        return _Train(fingerprint, f"{paths[0]} + {paths[1]}", lambda: self.load(d.train))
-
-
-def _uses_hf(data: DataConfig) -> bool:
-    return data.hf is not None and bool(data.hf.path)  # None: configs saved before hf became a field
+    Raises:
+        DataError: no line, or no line with text on both sides; names the files and the config key.
+    """
+    if any(s.strip() and t.strip() for s, t in zip(corpus.src, corpus.tgt)):
+        return corpus
+    what = "no lines" if not len(corpus) else f"{len(corpus)} lines, none with text on both sides"
+    use = (
+        "a dev set picks the best checkpoint and stops training early: give one with sentences"
+        if key == "data.valid"
+        else "there is nothing to score: give a test set with sentences, or leave it out of data.test"
+    )
+    raise DataError(f"{key}={corpus.name!r} ({', '.join(corpus.files)}) has {what}; {use}")
 
 
 def _eval_set(corpus: Parallel, tokenizer: Tokenizer) -> EvalSet:
@@ -237,7 +209,21 @@ def _eval_set(corpus: Parallel, tokenizer: Tokenizer) -> EvalSet:
 
 
 # --------------------------------------------------------------------------------------------- tokenizer
-def _cached_tokenizer(train: _Train, tok: TokenizerConfig, cache: Path) -> Tokenizer:
+def _given_tokenizer(tok: TokenizerConfig) -> Tokenizer | None:
+    """The SentencePiece model(s) named by ``tokenizer.model_path`` or ``src_model_path`` + ``tgt_model_path``."""
+    if tok.src_model_path and tok.tgt_model_path:
+        src, tgt = Path(tok.src_model_path).expanduser(), Path(tok.tgt_model_path).expanduser()
+        tokenizer = Tokenizer.load(src, tgt)
+        log.info("using tokenizer models %s (source) and %s (target): %r", src, tgt, tokenizer)
+        return tokenizer
+    if tok.model_path:
+        tokenizer = Tokenizer.load(Path(tok.model_path).expanduser())
+        log.info("using tokenizer %s (%r)", tok.model_path, tokenizer)
+        return tokenizer
+    return None
+
+
+def _cached_tokenizer(train: TrainCorpus, tok: TokenizerConfig, cache: Path) -> Tokenizer:
     options = {
         "train": train.fingerprint,
         "type": tok.type.value,
@@ -258,8 +244,7 @@ def _cached_tokenizer(train: _Train, tok: TokenizerConfig, cache: Path) -> Token
             log.warning("replacing unreadable tokenizer cache entry %s: %s", entry, e)
             shutil.rmtree(entry, ignore_errors=True)
     log.info("tokenizer cache miss: training on %s", train.description)
-    corpus = train.read()
-    tokenizer = Tokenizer.train(corpus.src, corpus.tgt, tok)
+    tokenizer = Tokenizer.train(*train.sides(), tok)
     with store.atomic_entry(entry) as tmp:
         tokenizer.save(tmp)
         store.write_meta(tmp, options)
@@ -269,7 +254,7 @@ def _cached_tokenizer(train: _Train, tok: TokenizerConfig, cache: Path) -> Token
 
 # --------------------------------------------------------------------------------------------- training pairs
 def _cached_train_data(
-    train: _Train, tokenizer: Tokenizer, data: DataConfig, *, keep_texts: bool, cache: Path
+    train: TrainCorpus, tokenizer: Tokenizer, data: DataConfig, *, keep_texts: bool, cache: Path
 ) -> TrainData:
     state = tokenizer.to_state()
     options = {
@@ -290,33 +275,57 @@ def _cached_train_data(
             log.warning("replacing unreadable training data cache entry %s: %s", entry, e)
             shutil.rmtree(entry, ignore_errors=True)
     log.info("training data cache miss: encoding %s", train.description)
-    table, stats = _encode_train(train.read(), tokenizer, data.max_len, keep_texts=keep_texts)
-    _log_filtering(stats, train.description, data.max_len, cached=False)
     with store.atomic_entry(entry) as tmp:
-        store.save_table(table, tmp)
+        with store.TableWriter(tmp) as writer:
+            stats = _encode_train(
+                train.chunks(ENCODE_CHUNK),
+                tokenizer,
+                data.max_len,
+                keep_texts=keep_texts,
+                write=writer.write,
+                what=train.description,
+            )
         store.write_meta(tmp, {**options, "stats": stats})
+    _log_filtering(stats, train.description, data.max_len, cached=False)
     return TrainData(store.load_table(entry), tokenizer, stats=stats)
 
 
 def _encode_train(
-    corpus: Parallel, tokenizer: Tokenizer, max_len: int, *, keep_texts: bool
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Encode both sides, drop empty and over-long pairs; return the Arrow table and the counts.
+    chunks: Iterable[tuple[list[str], list[str]]],
+    tokenizer: Tokenizer,
+    max_len: int,
+    *,
+    keep_texts: bool,
+    write: Callable[[pa.RecordBatch], None],
+    what: str,
+) -> dict[str, Any]:
+    """Encode both sides chunk by chunk, drop empty and over-long pairs, ``write`` each chunk's kept pairs.
 
-    Works in chunks so that only one chunk's Python id lists exist at a time (large corpora).
+    Only one chunk's sentences and id lists exist at a time, whatever the corpus size.
+
+    Returns:
+        The counts: ``total``, ``kept``, ``empty``, ``too_long`` and the first dropped (1-based) line numbers.
+
+    Raises:
+        DataError: no pair is left.
     """
-    batches: list[pa.RecordBatch] = []
-    empty_lines, long_lines = [], []
-    for start in range(0, len(corpus), ENCODE_CHUNK):
-        src_text, tgt_text = corpus.src[start : start + ENCODE_CHUNK], corpus.tgt[start : start + ENCODE_CHUNK]
+    total = kept = n_empty = n_long = 0
+    empty_lines: list[int] = []
+    long_lines: list[int] = []
+    for src_text, tgt_text in chunks:
+        start = total
+        total += len(src_text)
         src_ids, tgt_ids = tokenizer.encode_src(src_text), tokenizer.encode_tgt(tgt_text)
         src_len = np.fromiter(map(len, src_ids), dtype=np.int64, count=len(src_ids))
         tgt_len = np.fromiter(map(len, tgt_ids), dtype=np.int64, count=len(tgt_ids))
         empty = (src_len == 0) | (tgt_len == 0)  # whitespace-only lines encode to no pieces too
         too_long = ~empty & ((src_len > max_len) | (tgt_len > max_len))
-        empty_lines.append(np.flatnonzero(empty) + start)
-        long_lines.append(np.flatnonzero(too_long) + start)
+        n_empty, n_long = n_empty + int(empty.sum()), n_long + int(too_long.sum())
+        empty_lines += (np.flatnonzero(empty)[: 5 - len(empty_lines)] + start + 1).tolist()  # 1-based, for the log
+        long_lines += (np.flatnonzero(too_long)[: 5 - len(long_lines)] + start + 1).tolist()
         keep = np.flatnonzero(~(empty | too_long))
+        if not keep.size:
+            continue
         columns = {
             "id": pa.array(keep + start),
             "src": _list_array([src_ids[i] for i in keep], src_len[keep]),
@@ -327,23 +336,22 @@ def _encode_train(
         if keep_texts:  # subword sampling re-encodes the raw sentences at every epoch
             columns["src_text"] = pa.array([src_text[i] for i in keep], pa.string())
             columns["tgt_text"] = pa.array([tgt_text[i] for i in keep], pa.string())
-        batches.append(pa.RecordBatch.from_pydict(columns))
-    empty_at = np.concatenate(empty_lines) if empty_lines else np.zeros(0, np.int64)
-    long_at = np.concatenate(long_lines) if long_lines else np.zeros(0, np.int64)
+        write(pa.RecordBatch.from_pydict(columns))
+        kept += keep.size
     stats = {
-        "total": len(corpus),
-        "kept": sum(b.num_rows for b in batches),
-        "empty": int(empty_at.size),
-        "too_long": int(long_at.size),
-        "empty_lines": (empty_at[:5] + 1).tolist(),  # 1-based, for the log
-        "too_long_lines": (long_at[:5] + 1).tolist(),
+        "total": total,
+        "kept": kept,
+        "empty": n_empty,
+        "too_long": n_long,
+        "empty_lines": empty_lines,
+        "too_long_lines": long_lines,
     }
-    if stats["kept"] == 0:
+    if kept == 0:
         raise DataError(
-            f"no training pair left in {', '.join(corpus.files)}: {stats['empty']} have an empty side and "
-            f"{stats['too_long']} are longer than data.max_len={max_len} pieces"
+            f"no training pair left in {what}: {n_empty} of {total} have an empty side and {n_long} are longer "
+            f"than data.max_len={max_len} pieces"
         )
-    return pa.Table.from_batches(batches), stats
+    return stats
 
 
 def _list_array(ids: list[list[int]], lengths: np.ndarray) -> pa.Array:

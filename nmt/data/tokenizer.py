@@ -2,7 +2,9 @@
 
 One joint model covers both languages (so a Transformer can tie all its embeddings), or two models (source,
 target) keep separate vocabularies. Ids 0..3 are always pad/unk/bos/eos (``nmt.specials``); the model *is*
-the vocabulary. Encoded id lists never contain those specials: ``collate`` adds BOS/EOS.
+the vocabulary. Models trained here have that layout; a model brought from elsewhere with other special ids
+(``spm_train``'s defaults) is renumbered by :class:`nmt.data.vocab.SpmVocab`. Encoded id lists never contain
+those specials: ``collate`` adds BOS/EOS.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from pathlib import Path
 import sentencepiece as spm
 
 from nmt.config import ConfigError, TokenizerConfig
+from nmt.data.vocab import SPECIAL_IDS, SpmVocab
 from nmt.errors import CheckpointError, DataError
 from nmt.specials import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 
-SPECIAL_IDS = frozenset((PAD_ID, BOS_ID, EOS_ID))  # dropped when decoding; UNK stays visible as " ⁇ "
+__all__ = ["SPECIAL_IDS", "Tokenizer", "num_threads"]
+
 JOINT, SRC, TGT = "joint", "src", "tgt"  # keys of to_state() and stems of the saved .model files
 TRAIN_SEED = 1  # SentencePiece's sentence sampling is seeded, so the same corpus gives the same model
 
@@ -56,19 +60,19 @@ class Tokenizer:
         sampling_alpha: float = 0.0,
         sampling_nbest: int = -1,
     ) -> None:
-        for name, sp in ((SRC, src), (TGT, tgt)):
-            if sp is not None:
-                _check_specials(sp, name)
-        self._src = src
-        self._tgt = tgt if tgt is not None else src
+        self._src = SpmVocab(src)
+        self._tgt = SpmVocab(tgt) if tgt is not None else self._src
         self._joint = tgt is None
         self.sampling_alpha = sampling_alpha
         self.sampling_nbest = sampling_nbest
 
     # ----------------------------------------------------------------------------------------- creation
     @classmethod
-    def train(cls, src_texts: list[str], tgt_texts: list[str], cfg: TokenizerConfig) -> Tokenizer:
+    def train(cls, src_texts: Iterable[str], tgt_texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
         """Train SentencePiece on the given sentences (joint over both sides when ``cfg.joint``).
+
+        Each side is iterated once, source first, and SentencePiece keeps at most ``cfg.input_sentence_size``
+        sentences, so the sides can be generators over a corpus larger than memory.
 
         Raises:
             ConfigError: ``cfg.vocab_size`` is larger than the corpus can support (the message gives the
@@ -93,42 +97,57 @@ class Tokenizer:
             raise CheckpointError(f"not a tokenizer state: expected keys {{'joint'}} or {{'src', 'tgt'}}, got {keys}")
         processors = {}
         for key in sorted(keys):
-            sp = spm.SentencePieceProcessor()
             try:
-                sp.LoadFromSerializedProto(bytes(state[key]))
-            except (RuntimeError, OSError, TypeError) as e:
+                processors[key] = _processor(bytes(state[key]))
+            except ValueError as e:
                 raise CheckpointError(f"tokenizer state {key!r} is not a SentencePiece model: {e}") from None
-            processors[key] = sp
         src, tgt = (processors[JOINT], None) if JOINT in processors else (processors[SRC], processors[TGT])
         return cls(src, tgt, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
 
     @classmethod
-    def load(cls, path: str | Path, *, sampling_alpha: float = 0.0, sampling_nbest: int = -1) -> Tokenizer:
-        """Read a ``.model`` file (joint) or a directory written by :meth:`save`.
+    def load(
+        cls,
+        path: str | Path,
+        tgt_path: str | Path | None = None,
+        *,
+        sampling_alpha: float = 0.0,
+        sampling_nbest: int = -1,
+    ) -> Tokenizer:
+        """Read a ``.model`` file (joint), a directory written by :meth:`save`, or two files (source, target).
+
+        Args:
+            path: a joint ``.model`` file, a directory holding ``joint.model`` or ``src.model`` + ``tgt.model``,
+                or, with ``tgt_path``, the source-side ``.model`` file.
+            tgt_path: the target-side ``.model`` file (separate vocabularies).
 
         Raises:
-            DataError: the path holds no model, or a model whose ids 0..3 are not pad/unk/bos/eos.
+            DataError: a file is missing or is not a SentencePiece model (the message names it).
         """
         path = Path(path)
         names = {JOINT: path}
-        if path.is_dir():
+        if tgt_path is not None:
+            names = {SRC: path, TGT: Path(tgt_path)}
+        elif path.is_dir():
             joint = path / f"{JOINT}.model"
             names = {JOINT: joint} if joint.is_file() else {SRC: path / f"{SRC}.model", TGT: path / f"{TGT}.model"}
         missing = [str(p) for p in names.values() if not p.is_file()]
         if missing:
             raise DataError(f"tokenizer model not found: {', '.join(missing)}")
-        state = {key: p.read_bytes() for key, p in names.items()}
-        try:
-            return cls.from_state(state, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
-        except CheckpointError as e:
-            raise DataError(f"{path}: {e}") from None
+        processors = {}
+        for key, p in names.items():
+            try:
+                processors[key] = _processor(p.read_bytes())
+            except ValueError as e:
+                raise DataError(f"{p} ({key} tokenizer) is not a SentencePiece model: {e}") from None
+        src, tgt = (processors[JOINT], None) if JOINT in processors else (processors[SRC], processors[TGT])
+        return cls(src, tgt, sampling_alpha=sampling_alpha, sampling_nbest=sampling_nbest)
 
     # ----------------------------------------------------------------------------------------- storage
     def to_state(self) -> dict[str, bytes]:
         """The serialized model(s): ``{"joint": bytes}`` or ``{"src": bytes, "tgt": bytes}``."""
         if self._joint:
-            return {JOINT: self._src.serialized_model_proto()}
-        return {SRC: self._src.serialized_model_proto(), TGT: self._tgt.serialized_model_proto()}
+            return {JOINT: self._src.sp.serialized_model_proto()}
+        return {SRC: self._src.sp.serialized_model_proto(), TGT: self._tgt.sp.serialized_model_proto()}
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write ``joint.model`` or ``src.model`` + ``tgt.model`` into ``directory`` (atomically each)."""
@@ -151,11 +170,18 @@ class Tokenizer:
 
     @property
     def src_vocab_size(self) -> int:
-        return self._src.get_piece_size()
+        """Source ids the model sees (the pieces, plus a slot for each special the SentencePiece model lacks)."""
+        return self._src.size
 
     @property
     def tgt_vocab_size(self) -> int:
-        return self._tgt.get_piece_size()
+        """Target ids the model sees (the pieces, plus a slot for each special the SentencePiece model lacks)."""
+        return self._tgt.size
+
+    def renumbering(self) -> list[str]:
+        """How brought models' SentencePiece ids map to the model's (for logs); empty when they are used as is."""
+        sides = [(JOINT, self._src)] if self._joint else [(SRC, self._src), (TGT, self._tgt)]
+        return [f"{name}: {v.describe()}" for name, v in sides if not v.identity]
 
     # ----------------------------------------------------------------------------------------- encoding
     def encode_src(self, texts: list[str], *, sample: bool = False) -> list[list[int]]:
@@ -166,36 +192,35 @@ class Tokenizer:
         """Target sentences -> piece ids (no specials). ``sample=True``: subword regularisation (training only)."""
         return self._encode(self._tgt, texts, sample)
 
-    def _encode(self, sp: spm.SentencePieceProcessor, texts: list[str], sample: bool) -> list[list[int]]:
+    def _encode(self, vocab: SpmVocab, texts: list[str], sample: bool) -> list[list[int]]:
         if not texts:
             return []
         if sample and self.sampling_alpha > 0:
             # SentencePiece draws from its own per-thread generator: sampled segmentations are not reproducible.
-            return sp.encode(
+            return vocab.encode(
                 list(texts),
-                out_type=int,
                 enable_sampling=True,
                 alpha=self.sampling_alpha,
                 nbest_size=self.sampling_nbest,
                 num_threads=num_threads(),
             )
-        return sp.encode(list(texts), out_type=int, num_threads=num_threads())
+        return vocab.encode(list(texts), num_threads=num_threads())
 
-    def decode_src(self, ids: list[int]) -> str:
+    def decode_src(self, ids: Iterable[int]) -> str:
         """Source piece ids -> detokenized text (specials dropped)."""
-        return self._src.decode([i for i in ids if i not in SPECIAL_IDS])
+        return self._src.decode(ids)
 
-    def decode_tgt(self, ids: list[int]) -> str:
+    def decode_tgt(self, ids: Iterable[int]) -> str:
         """Target piece ids -> detokenized text (pad/bos/eos dropped; unknown pieces show as `` ⁇ ``)."""
-        return self._tgt.decode([i for i in ids if i not in SPECIAL_IDS])
+        return self._tgt.decode(ids)
 
-    def src_pieces(self, ids: list[int]) -> list[str]:
+    def src_pieces(self, ids: Iterable[int]) -> list[str]:
         """Source ids -> piece strings ("▁" marks the start of a word), for attention dumps."""
-        return [self._src.id_to_piece(int(i)) for i in ids]
+        return self._src.pieces(ids)
 
-    def tgt_pieces(self, ids: list[int]) -> list[str]:
+    def tgt_pieces(self, ids: Iterable[int]) -> list[str]:
         """Target ids -> piece strings ("▁" marks the start of a word), for attention dumps."""
-        return [self._tgt.id_to_piece(int(i)) for i in ids]
+        return self._tgt.pieces(ids)
 
     def __repr__(self) -> str:
         if self._joint:
@@ -204,7 +229,17 @@ class Tokenizer:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _chain(*sides: list[str]) -> Iterator[str]:
+def _processor(proto: bytes) -> spm.SentencePieceProcessor:
+    """A SentencePiece processor from model bytes; ValueError (with SentencePiece's reason) if they are not one."""
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(proto)
+    except (RuntimeError, OSError, TypeError) as e:
+        raise ValueError(str(e)) from None
+    return sp
+
+
+def _chain(*sides: Iterable[str]) -> Iterator[str]:
     for side in sides:
         yield from side
 
@@ -244,12 +279,3 @@ def _train_model(sentences: Iterable[str], cfg: TokenizerConfig, what: str) -> b
             raise DataError(f"cannot train the {what} SentencePiece model: {message}") from None
         raise
     return out.getvalue()
-
-
-def _check_specials(sp: spm.SentencePieceProcessor, name: str) -> None:
-    ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
-    if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
-        raise CheckpointError(
-            f"{name} SentencePiece model has pad/unk/bos/eos ids {ids}, but nmt needs (0, 1, 2, 3): train it with "
-            "--pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3"
-        )

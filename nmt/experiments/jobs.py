@@ -7,6 +7,8 @@ A job directory (``<sweep dir>/<job num>/``, or any ``nmt-train`` run directory)
   :func:`write_failure`) and no newer complete ``results.json`` is;
 * **interrupted** when ``interrupted.json`` is there (written when SIGINT/SIGTERM stopped the job after it saved
   a checkpoint; see :func:`write_interruption`) and nothing newer says otherwise: rerunning resumes it;
+* **corrupt** when the newest of those three files cannot be read (not JSON, or a ``results.json`` without its
+  scores): the job's outcome is unknown until the file is written again (rerunning the job does that);
 * **running** when training has left traces (``train.log``, ``metrics.jsonl``, checkpoints) but none of the
   above: a job in progress, or one killed without a chance to say so (SIGKILL, a lost node; rerunning resumes it);
 * **not started** when nothing but Hydra's ``.hydra/`` (or nothing at all) is there.
@@ -64,6 +66,7 @@ class Status(str, Enum):
     running = "running"
     interrupted = "interrupted"
     failed = "failed"
+    corrupt = "corrupt"
     not_started = "not started"
 
 
@@ -89,16 +92,36 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def read_results(run_dir: Path) -> dict[str, Any] | None:
     """``results.json`` when it is complete (dev and test scores, step count), else None."""
     results = read_json(run_dir / RESULTS)
-    if results is None:
-        return None
+    return results if results is not None and _results_complete(results) else None
+
+
+def _results_complete(results: dict[str, Any]) -> bool:
     dev = results.get("dev")
-    complete = (
+    return (
         isinstance(dev, dict)
         and isinstance(dev.get("bleu"), int | float)
         and isinstance(results.get("test"), list)
         and isinstance(results.get("steps"), int)
     )
-    return results if complete else None
+
+
+def damage(path: Path) -> str | None:
+    """Why the status file ``path`` cannot be used (None when it reads well or is missing)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text"
+    except ValueError as e:
+        return f"it is not valid JSON ({e})"
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    if not isinstance(value, dict):
+        return "it is not a JSON object"
+    if path.name == RESULTS and not _results_complete(value):
+        return "it lacks the dev BLEU, the test scores or the step count"
+    return None
 
 
 def dev_bleu(results: dict[str, Any]) -> float:
@@ -209,6 +232,7 @@ class JobDir:
     config: dict[str, Any] | None = None
     results: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None  # failed.json, or interrupted.json for an interrupted job
+    problem: str | None = None  # a corrupt job: which file (in ``path``) is damaged, and how
     valid: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl validation records
     train: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl training records
     last_update: float | None = None  # newest mtime of the files training writes (seconds since the epoch)
@@ -220,18 +244,20 @@ TRACES = ("train.log", "metrics.jsonl", "checkpoints", "tokenizer", "valid")
 def read_job(path: Path) -> JobDir:
     """Everything a summary needs from one job directory; tolerant of missing, partial and garbled files."""
     results = read_results(path)
-    # The newest of the two markers speaks for the job (a failed retry of an interrupted job is failed).
-    markers = [(Status.failed, FAILED), (Status.interrupted, INTERRUPTED)]
-    found = [(_mtime(path / name), status, record) for status, name in markers if (record := read_json(path / name))]
-    newest = max(found, key=lambda f: f[0], default=None)
-    failure = newest[2] if newest else None
+    # The newest of results.json, failed.json and interrupted.json speaks for the job (a failed retry of an
+    # interrupted job is failed; a job finished after a failed try is finished); a damaged one makes it corrupt.
+    files = [(Status.finished, RESULTS), (Status.failed, FAILED), (Status.interrupted, INTERRUPTED)]
+    found = [(_mtime(path / name), status, name) for status, name in files if (path / name).exists()]
+    newest = max(found, key=lambda f: (f[0], f[1] == Status.finished), default=None)
+    failure, problem = None, None
     train, valid = read_metrics(path / "metrics.jsonl")
     names = (*TRACES, RESULTS, FAILED, INTERRUPTED)
     mtimes = [p.stat().st_mtime for p in (path / name for name in names) if p.exists()]
-    if results is not None and (newest is None or _mtime(path / RESULTS) >= newest[0]):
-        status, failure = Status.finished, None
+    if newest is not None and (why := damage(path / newest[2])):
+        status, problem = Status.corrupt, f"{newest[2]}: {why}"
     elif newest is not None:
         status = newest[1]
+        failure = read_json(path / newest[2]) if status != Status.finished else None
     elif any((path / name).exists() for name in TRACES):
         status = Status.running
     else:
@@ -243,6 +269,7 @@ def read_job(path: Path) -> JobDir:
         config=read_config(path),
         results=results,
         failure=failure,
+        problem=problem,
         valid=valid,
         train=train,
         last_update=max(mtimes, default=None),

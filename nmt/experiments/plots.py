@@ -7,7 +7,8 @@ by model, plus the overrides that vary between jobs of the same model and pair, 
 * **BLEU by model**: dev and test BLEU of every finished job (``results.json``), as bars.
 * **BLEU by source length**: for every finished job, its test hypotheses (``results.json`` names the file) scored
   against the references of its first test set (read from the data root) per source-length bucket
-  (:func:`nmt.evaluate.bleu_by_length`), scored the way the run scored (the tokenizer and case of its signature).
+  (:func:`nmt.evaluate.bleu_by_length`, with the buckets and bootstrap intervals of ``nmt-evaluate`` and of the
+  run's own ``results.json`` by default), scored the way the run scored (the tokenizer and case of its signature).
 * **Dev BLEU against training time**: the validation records of ``metrics.jsonl`` (finished and running jobs). The
   time is training time (update time, without validation and checkpoints): each training record covers
   ``tokens / tokens_per_s`` seconds, which also stays right across resumes, where wall-clock time would jump.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nmt.errors import NMTError
+from nmt.evaluate import BUCKET_WIDTH, LAST_BUCKET
 from nmt.experiments.jobs import Status
 from nmt.experiments.summary import Job, Summary, model_label, pair_label
 
@@ -77,11 +79,13 @@ def training_curve(job: Job) -> list[tuple[float, float]]:
     return out
 
 
-def length_buckets(job: Job, data_root: Path | None = None, *, width: int = 5, last: int = 25) -> list[Bucket] | None:
+def length_buckets(
+    job: Job, data_root: Path | None = None, *, width: int = BUCKET_WIDTH, last: int = LAST_BUCKET
+) -> list[Bucket] | None:
     """BLEU by source length of the job's first test set, or None (with a warning) when it cannot be computed.
 
-    Buckets of ``width`` source words up to ``last`` words, then one for the rest (Multi30k's sentences are short:
-    5-word buckets up to 25 keep each bucket populated; use 10 and 50 for IWSLT or WMT)."""
+    Buckets of ``width`` source words up to ``last`` words, then one for the rest: by default those of every
+    report (:data:`nmt.evaluate.BUCKET_WIDTH`), so the plot shows the buckets of the job's ``results.json``."""
     results = job.dir.results
     config = job.dir.config or {}
     data = config.get("data") or {}
@@ -124,8 +128,8 @@ def draw_all(
     output_dir: str | Path,
     *,
     data_root: Path | None = None,
-    bucket_width: int = 5,
-    last_bucket: int = 25,
+    bucket_width: int = BUCKET_WIDTH,
+    last_bucket: int = LAST_BUCKET,
 ) -> list[Path]:
     """Every plot that has data, into ``output_dir``; returns the files written."""
     out = Path(output_dir)
@@ -177,23 +181,34 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _test_bleu(job: Job) -> float | None:
+    """BLEU on the job's first test set, None when it has none (a sweep without test sets is normal)."""
+    tests = (job.dir.results or {}).get("test") or []
+    first = tests[0] if tests and isinstance(tests[0], dict) else {}
+    bleu = first.get("bleu")
+    return float(bleu) if isinstance(bleu, int | float) else None
+
+
 def plot_bleu_by_model(jobs: list[Job], labels: dict[str, str], path: Path) -> Path:
-    """Dev and test BLEU of each finished job, as paired bars, one panel per language pair."""
+    """Dev and test BLEU of each finished job, as paired bars, one panel per language pair (dev bars only for jobs
+    without a test set)."""
     groups = _by_pair(jobs)
     width = max(4.0, 1.1 * max(len(g) for g in groups.values()) + 2)
     fig, axes = _figure(len(groups), width=width, height=4.2, sharey=True)  # one BLEU scale for every pair
-    top = max(max(r["dev"]["bleu"], *(t.get("bleu", 0.0) for t in r["test"])) for j in jobs if (r := j.dir.results))
+    dev = {j.name: float((j.dir.results or {})["dev"]["bleu"]) for j in jobs}
+    test = {j.name: _test_bleu(j) for j in jobs}
+    top = max([*dev.values(), *(b for b in test.values() if b is not None)])
     for ax, (pair, group) in zip(axes, groups.items()):
-        group = sorted(group, key=lambda j: -(j.dir.results or {}).get("test", [{}])[0].get("bleu", 0.0))
+        group = sorted(group, key=lambda j: -(test[j.name] if test[j.name] is not None else dev[j.name]))
         xs = range(len(group))
-        dev = [j.dir.results["dev"]["bleu"] for j in group]  # type: ignore[index]
-        test = [(j.dir.results["test"] or [{}])[0].get("bleu", 0.0) for j in group]  # type: ignore[index]
-        bars_dev = ax.bar([x - 0.2 for x in xs], dev, width=0.4, label="dev", color="#9bb7d4")
-        bars_test = ax.bar([x + 0.2 for x in xs], test, width=0.4, label="test", color="#1f4e79")
-        for bars in (bars_dev, bars_test):
-            for bar in bars:
-                ax.annotate(f"{bar.get_height():.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7)  # fmt: skip
+        with_test = [x for x, j in zip(xs, group) if test[j.name] is not None]
+        bars = [ax.bar([x - 0.2 for x in xs], [dev[j.name] for j in group], width=0.4, label="dev", color="#9bb7d4")]
+        if with_test:
+            heights = [test[group[x].name] for x in with_test]
+            bars.append(ax.bar([x + 0.2 for x in with_test], heights, width=0.4, label="test", color="#1f4e79"))
+        for bar in (b for container in bars for b in container):
+            ax.annotate(f"{bar.get_height():.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)  # fmt: skip
         ax.set_xticks(list(xs), [labels[j.name] for j in group], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("BLEU")
         ax.set_title(pair, fontsize=10)
@@ -203,7 +218,10 @@ def plot_bleu_by_model(jobs: list[Job], labels: dict[str, str], path: Path) -> P
 
 
 def plot_bleu_by_length(jobs: list[Job], buckets: dict[str, list[Bucket]], labels: dict[str, str], path: Path) -> Path:
-    """Test BLEU per source-length bucket, one line per job, one panel per language pair."""
+    """Test BLEU per source-length bucket with its 95% bootstrap interval, one line per job (side by side, so the
+    intervals do not hide each other), one panel per language pair."""
+    from nmt.evaluate import bucket_errors
+
     groups = _by_pair(jobs)
     fig, axes = _figure(len(groups), width=5.5, height=4.0)
     for ax, (pair, group) in zip(axes, groups.items()):
@@ -211,13 +229,15 @@ def plot_bleu_by_length(jobs: list[Job], buckets: dict[str, list[Bucket]], label
         for j in group:
             order += [b.label for b in buckets[j.name] if b.label not in order]
         order.sort(key=lambda label: int(label.split("-")[0].rstrip("+")))
-        for j in group:
+        for k, j in enumerate(group):
             bs = buckets[j.name]
-            ax.plot([order.index(b.label) for b in bs], [b.bleu for b in bs], marker="o", label=labels[j.name])
+            shift = 0.08 * (k - (len(group) - 1) / 2)
+            xs = [order.index(b.label) + shift for b in bs]
+            ax.errorbar(xs, [b.bleu for b in bs], yerr=bucket_errors(bs), marker="o", capsize=3, label=labels[j.name])
         counts = {b.label: b.sentences for j in group for b in buckets[j.name]}
         ax.set_xticks(range(len(order)), [f"{lab}\n(n={counts[lab]})" for lab in order], fontsize=8)
         ax.set_xlabel("source length (words)")
-        ax.set_ylabel("test BLEU")
+        ax.set_ylabel("test BLEU (95% bootstrap interval)")
         ax.set_title(f"{pair}: {(group[0].dir.results or {}).get('test', [{}])[0].get('name', 'test')}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

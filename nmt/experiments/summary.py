@@ -143,6 +143,8 @@ def _status_note(job: Job) -> str:
     d = job.dir
     if d.status == Status.failed and d.failure:
         return f"{d.failure.get('error', 'error')}: {d.failure.get('message', '')}".strip()
+    if d.status == Status.corrupt:
+        return f"{d.problem}; rerun the job (the same sweep command) to write it again"
     if d.status == Status.interrupted:
         step = f" at step {d.train[-1]['step']}" if d.train else ""
         return f"stopped by a signal{step}; rerun the sweep to resume ({(d.failure or {}).get('message', '')})"
@@ -204,7 +206,9 @@ def summarize(jobs: list[Job], *, sweep_dir: str | Path, sort: str = "dev_bleu")
     columns = [("job", "job"), ("status", "status")]
     columns += [(f"override:{k}", k) for k in varying]
     columns += [("model", "model"), ("pair", "pair"), ("dev_bleu", "dev BLEU"), ("dev_chrf", "dev chrF")]
-    for i, name in enumerate(test_sets or [""]):  # no job finished yet: the columns are there all the same
+    # No job finished yet: the test columns are there all the same; finished jobs without test sets: none.
+    finished = any(j.dir.results for j in jobs)
+    for i, name in enumerate(test_sets or ([] if finished else [""])):
         suffix, title = ("", "test") if i == 0 else (f":{name}", name)
         columns += [(f"test_bleu{suffix}", f"{title} BLEU"), (f"test_chrf{suffix}", f"{title} chrF")]
     columns += [("params", "params"), ("steps", "steps"), ("wall_seconds", "wall time"), ("tokens_per_s", "tok/s")]

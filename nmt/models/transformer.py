@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt.config import ConfigError, Norm, Positions, TransformerConfig
+from nmt.config import ConfigError, Norm, Positions, TransformerConfig, alignment_layer_index
 from nmt.errors import DataError
 from nmt.models.attention import attend_mask, dot_product_attention
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
@@ -244,13 +244,12 @@ class Transformer(Seq2Seq):
                 m.explicit = value
 
     def set_alignment(self, *, layer: int | None = None, heads: list[int] | None = None) -> None:
-        """Choose the decoder layer (negative counts from the top; None keeps it) and heads (None = all) whose
-        cross-attention ``need_attention`` reports."""
+        """Choose the decoder layer (negative counts from the top, -2 is the last layer of a 1-layer decoder: see
+        :func:`nmt.config.alignment_layer_index`; None keeps it) and heads (None = all) whose cross-attention
+        ``need_attention`` reports."""
         n, h = self.cfg.decoder_layers, self.cfg.heads
         if layer is not None:
-            if not -n <= layer < n:
-                raise ConfigError(f"alignment layer {layer} is out of range for {n} decoder layers")
-            self.align_layer = layer % n
+            self.align_layer = alignment_layer_index(layer, n, name="alignment layer")
         if heads is not None and not (heads and all(0 <= x < h for x in heads)):
             raise ConfigError(f"alignment heads {heads} must be a non-empty list of heads in 0..{h - 1}")
         self.align_heads = list(heads) if heads is not None else None

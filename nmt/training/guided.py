@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from nmt.config import DataConfig, NMTConfig
 from nmt.data.batch import Batch
-from nmt.data.corpus import data_root, load_hf, load_parallel, open_hf, read_lines
+from nmt.data.corpus import data_root, read_lines
 from nmt.errors import DataError
 from nmt.specials import BOS_ID, EOS_ID, PAD_ID, WORD_START
 
@@ -151,20 +151,11 @@ def resolve_alignment_file(name: str) -> Path:
 
 
 def read_training_corpus(data: DataConfig) -> tuple[list[str], list[str]]:
-    """The sentences of ``data.train`` (files or a ``datasets`` split), to count each line's words."""
-    root = data_root()
-    if data.hf is not None and data.hf.path:
-        from nmt.data import cache
+    """The sentences of ``data.train`` (files or a ``datasets`` split, read whole), to count each line's words."""
+    from nmt.data import cache
+    from nmt.data.sources import Corpora
 
-        corpus = load_hf(
-            open_hf(data.hf, root, cache_dir=cache.cache_dir(data, root) / "hf"),
-            data.train,
-            data.src_lang,
-            data.tgt_lang,
-            description=data.hf.path,
-        )
-    else:
-        corpus = load_parallel(data.train, data.src_lang, data.tgt_lang, root)
+    corpus = Corpora(data, data_root(), cache.cache_dir(data)).load(data.train)
     return corpus.src, corpus.tgt
 
 

@@ -1,4 +1,4 @@
-"""Where training reports go: ``metrics.jsonl``, TensorBoard, and a progress bar or plain log lines.
+"""Where training figures go: ``metrics.jsonl`` and TensorBoard (the console and ``train.log``: :mod:`.progress`).
 
 Only rank 0 builds a :class:`MetricsWriter`; the others get a disabled one, so call sites need no rank checks.
 """
@@ -6,16 +6,12 @@ Only rank 0 builds a :class:`MetricsWriter`; the others get a disabled one, so c
 from __future__ import annotations
 
 import json
-import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-
-log = logging.getLogger("nmt.training.trainer")  # progress lines read as the trainer's
 
 
 class MetricsWriter:
@@ -45,6 +41,7 @@ class MetricsWriter:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
         purge = None if resume_step is None else resume_step + 1
+        self.fresh = not any((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # no session wrote here yet
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
 
     def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
@@ -67,11 +64,34 @@ class MetricsWriter:
         if self.enabled:
             self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyper-parameters next to the final scores (TensorBoard's HPARAMS tab compares runs)."""
-        if self.enabled:
-            plain = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
-            self.writer.add_hparams(plain, metrics, run_name="hparams")
+    def hparams(self, hparams: dict[str, Any]) -> None:
+        """The run's settings for TensorBoard's HPARAMS tab, written once per run into the run itself.
+
+        Only a session-start summary is written (in a new run's first event file; a resumed or restarted run's
+        directory already has it): TensorBoard then takes the columns from the union of all runs' settings (an
+        RNN's next to a Transformer's) and the metric columns from the runs' scalars, among them the final scores
+        of :meth:`final_scores`. torch's ``add_hparams`` would instead add a second run (a subdirectory) per call.
+        """
+        if not self.enabled or not self.fresh:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        plain = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
+        _, start, _ = hparams_summaries(plain, {})
+        self.writer.file_writer.add_summary(start)
+        self.fresh = False
+
+    def final_scores(self, scores: dict[str, float], step: int) -> None:
+        """The run's final scores as scalars at ``step`` (the HPARAMS tab's metrics), and the session's end."""
+        if not self.enabled:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        for tag, value in scores.items():
+            self.writer.add_scalar(tag, value, step)
+        _, _, end = hparams_summaries({}, {})
+        self.writer.file_writer.add_summary(end)
+        self.writer.flush()
 
     def flush(self) -> None:
         if self.enabled:
@@ -82,42 +102,6 @@ class MetricsWriter:
             self.writer.close()
             self.file.close()
             self.enabled = False
-
-
-class Progress:
-    """A tqdm bar (loss, lr, tok/s) when stderr is a terminal, else a plain log line every ``every`` updates."""
-
-    def __init__(self, *, total: int, initial: int, every: int, enabled: bool = True) -> None:
-        self.every = every
-        self.bar = None
-        self.enabled = enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="upd", dynamic_ncols=True, leave=False)
-
-    def update(self, step: int, values: dict[str, Any]) -> None:
-        """Called once per update with the latest figures (plain lines only on logging steps)."""
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if step % self.every == 0:
-                self.bar.set_postfix_str(_fmt(values), refresh=False)
-        elif step % self.every == 0:
-            log.info("step %d | %s", step, _fmt(values))
-
-    def write(self, message: str) -> None:
-        """Log ``message`` without tearing the bar."""
-        if self.bar is not None:
-            self.bar.clear()
-        log.info(message)
-        if self.bar is not None:
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class Window:
@@ -184,15 +168,6 @@ class Window:
         }
 
 
-def _fmt(values: dict[str, Any]) -> str:
-    parts = []
-    for k, v in values.items():
-        if isinstance(v, float):
-            v = f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
-        parts.append(f"{k} {v}")
-    return " | ".join(parts)
-
-
 def measure_matmul_peak(device: torch.device, dtype: torch.dtype, *, repeats: int = 3) -> float:
     """Best-of-``repeats`` FLOP/s of a 4096×256 @ 256×1024 matmul (a Transformer FFN's shape at 4k tokens)."""
     a = torch.randn(4096, 256, device=device, dtype=dtype)
@@ -227,29 +202,16 @@ def flops_per_token(model: torch.nn.Module, batch: Any) -> float:
 
 
 def attention_figure(attention: Any, src_pieces: list[str], tgt_pieces: list[str], title: str = "") -> Any:
-    """A heatmap of one sentence's attention: target pieces down, source pieces across.
+    """TensorBoard's heatmap of one sentence's attention: :func:`nmt.analysis.attention.heatmap_figure` (the
+    renderer of the dumps too) with the word links the attention gives drawn on.
 
     Args:
         attention: (T, S) weights (rows: target positions incl. ``</s>``; columns: source pieces incl. ``</s>``).
         src_pieces: S labels. tgt_pieces: T labels.
     """
-    import matplotlib
+    from nmt.analysis.alignment import attention_to_links
+    from nmt.analysis.attention import heatmap_figure
 
-    matplotlib.use("Agg")  # no display: render to a buffer only
-    from matplotlib.figure import Figure
-
-    weights = torch.as_tensor(attention, dtype=torch.float32).cpu().numpy()
-    t, s = weights.shape
-    fig = Figure(figsize=(max(3.0, 0.32 * s + 1.5), max(3.0, 0.32 * t + 1.2)), dpi=80)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(s))
-    ax.set_xticklabels(src_pieces[:s], rotation=90, fontsize=7)
-    ax.set_yticks(range(t))
-    ax.set_yticklabels(tgt_pieces[:t], fontsize=7)
-    ax.set_xlabel("source")
-    ax.set_ylabel("target")
-    if title:
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
+    weights = torch.as_tensor(attention, dtype=torch.float32).cpu()
+    links = attention_to_links(weights, src_pieces[:-1], tgt_pieces[:-1])  # without the EOS row and column
+    return heatmap_figure(weights, src_pieces, tgt_pieces, title=title, links=links)

@@ -230,10 +230,29 @@ def final_report(
 
 
 def hparams(cfg: NMTConfig) -> dict[str, Any]:
-    """The model and training settings, flat (TensorBoard's HParams)."""
-    return {
-        f"{sec}.{k}": v for sec, part in (("model", cfg.model), ("train", cfg.train)) for k, v in to_dict(part).items()
-    }
+    """The run's settings, flat (``data.src_lang``, ``tokenizer.vocab_size``, ``model.d_model``,
+    ``train.alignment.weight``, ...), for TensorBoard's HParams: every section but the run's name."""
+
+    def flat(prefix: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for name, item in value.items() for k, v in flat(f"{prefix}.{name}", item).items()}
+        return {prefix: value}
+
+    return {k: v for section, part in to_dict(cfg).items() if section != "name" for k, v in flat(section, part).items()}
+
+
+def final_scores(results: dict[str, Any], best_step: int) -> dict[str, float]:
+    """The HParams metrics of a finished run: dev BLEU/chrF of the best checkpoint, the test BLEU/chrF of the first
+    test set (and the BLEU of each set by name when there are several), and the best step."""
+    scores = {"hparam/best_step": float(best_step)}
+    if results.get("dev"):
+        scores |= {"hparam/dev_bleu": results["dev"]["bleu"], "hparam/dev_chrf": results["dev"]["chrf"]}
+    tests = results.get("test") or []
+    if tests:
+        scores |= {"hparam/test_bleu": tests[0]["bleu"], "hparam/test_chrf": tests[0]["chrf"]}
+    if len(tests) > 1:
+        scores |= {f"hparam/test_bleu/{t['name']}": t["bleu"] for t in tests}
+    return scores
 
 
 def log_setup(

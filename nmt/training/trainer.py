@@ -18,18 +18,21 @@ from typing import Any
 
 import torch
 
-from nmt.config import NMTConfig, to_dict
+from nmt.config import InitReset, NMTConfig, to_dict
 from nmt.data.batch import Batch
 from nmt.data.prepare import PreparedData
 from nmt.errors import NMTError
+from nmt.experiments import jobs
 from nmt.models import build_model
 from nmt.report import write_lines
 from nmt.search import autocast
-from nmt.training import distributed, guided, runtime, session
-from nmt.training.metrics import MetricsWriter, Progress, Window
+from nmt.training import distributed, finetune, guided, rundir, runtime, session
+from nmt.training.metrics import MetricsWriter, Window
+from nmt.training.progress import Progress
+from nmt.training.rundir import RunDirLock
 from nmt.training.state import TrainerState, capture_rng, restore_rng, seed_everything
 from nmt.training.update import QueuedUpdate, Updater
-from nmt.training.validate import draw_heatmaps, validate
+from nmt.training.validate import cap_dev_set, draw_heatmaps, validate
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,16 @@ class Interrupted(NMTError):
 def train(cfg: NMTConfig, run_dir: str | Path) -> float:
     """Train as ``cfg`` says, writing everything into ``run_dir``; resume from ``run_dir/checkpoints/last.pt``.
 
+    The run directory is checked writable and locked first (:mod:`nmt.training.rundir`): one training at a time.
+
     Returns:
         The best dev BLEU (what hyper-parameter sweepers optimise), the same on every rank.
+
+    Raises:
+        RunDirError: another process trains in ``run_dir``, or it cannot be written.
     """
-    return Trainer(cfg, Path(run_dir)).fit()
+    with RunDirLock(run_dir, is_main=distributed.init().is_main):
+        return Trainer(cfg, Path(run_dir)).fit()
 
 
 class Trainer:
@@ -65,12 +74,17 @@ class Trainer:
         if self.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.log_handler = runtime.ensure_log_file(run_dir / "train.log")
+            rundir.remove_leftovers(run_dir)  # only while this process holds the directory
         self.peak_flops = runtime.matmul_peak(self.tc, self.device)  # before seeding: it draws random numbers
 
         ckpt_path = session.resume_path(self.tc, run_dir)
         resumed = session.load_resume(ckpt_path, cfg, self.dist.world_size) if ckpt_path else None
+        # Fine-tuning (train.init_from): its weights and tokenizer; a run that has its own checkpoint resumes instead.
+        init = finetune.load_init(cfg, resuming=resumed is not None) if self.tc.init_from else None
         seed_everything(self.tc.seed + self.dist.rank)  # ranks differ in dropout, never in initial weights (DDP)
-        self.data: PreparedData = session.prepare(cfg, self.dist, resumed)
+        self.data: PreparedData = session.prepare(cfg, self.dist, resumed or init)
+        if self.main:  # only rank 0 validates
+            self.data.valid = cap_dev_set(self.data.valid, cfg.data.max_len)
         self.tokenizer = self.data.tokenizer
         if self.main:
             self.tokenizer.save(run_dir / "tokenizer")
@@ -80,6 +94,8 @@ class Trainer:
         ).to(self.device)
         if resumed:
             self.model.load_state_dict(resumed["model"])
+        elif init:
+            finetune.load_weights(self.model, init, str(self.tc.init_from))
         self.n_params = self.model.num_parameters()
         # Guided alignment: batches carry word links and the forward also returns the supervised attention.
         self.guide = guided.attach(cfg, self.data.train, self.tokenizer)  # None without train.alignment.file
@@ -105,6 +121,8 @@ class Trainer:
         self.loader = session.make_loader(train_data, self.tc, self.dist, self.device)
         self.flops_per_token = session.count_flops(self.model, self.data.train, self.loader, self.device)
         self.state = TrainerState(world_size=self.dist.world_size)
+        if init and self.tc.init_reset == InitReset.schedule:
+            finetune.load_optimizer_moments(self.updater.optimizer, init)
         if resumed:
             self.updater.load_state_dict(resumed)
             self.loader.load_state_dict(resumed["loader"][self.dist.rank])
@@ -143,7 +161,10 @@ class Trainer:
         tc, state = self.tc, self.state
         state.finished = ""  # a resumed run whose limit was raised goes on
         self.metrics.text("config", session.config_markdown(self.cfg), state.step)
-        progress = Progress(total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main)
+        self.metrics.hparams(session.hparams(self.cfg))  # once per run: not again when it resumes
+        progress = Progress(
+            total=tc.max_steps, initial=state.step, every=tc.log_every, enabled=self.main, elapsed=self.wall_seconds()
+        )
         window = Window()
         batches = iter(self.loader)
         queued = None  # on a GPU: the update whose figures are read after the next one is queued
@@ -168,7 +189,7 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 window.seconds += elapsed
                 state.train_seconds += elapsed
-                progress.update(state.step, window.brief())
+                progress.update(state.step, window.brief(), epoch=state.epoch)
                 if state.step % tc.log_every == 0:
                     record = window.record(
                         flops_per_token=self.flops_per_token,
@@ -330,7 +351,7 @@ class Trainer:
         return self.state.best_bleu
 
     def final_report(self) -> dict[str, Any]:
-        """Decode dev and test sets with the best checkpoint, write ``results.json``, and the TensorBoard HParams."""
+        """Decode dev and test sets with the best checkpoint, write ``results.json`` and the final scores."""
         results = session.final_report(
             cfg=self.cfg,
             model=self.model,
@@ -347,8 +368,7 @@ class Trainer:
                 **({"rank_weights_sha256": self.rank_digests} if self.dist.enabled else {}),
             },
         )
-        scores = {"hparam/dev_bleu": results["dev"]["bleu"], "hparam/best_step": float(self.state.best_step)}
-        self.metrics.hparams(session.hparams(self.cfg), scores)
+        self.metrics.final_scores(session.final_scores(results, self.state.best_step), self.state.step)
         return results
 
     def close(self) -> None:
@@ -376,7 +396,7 @@ class Trainer:
             "Raise train.max_steps (a total, not a number of extra updates) to train on.",
             self.state.step, why,
         )  # fmt: skip
-        if self.main and not (self.run_dir / "results.json").exists():
+        if self.main and jobs.read_results(self.run_dir) is None:  # missing or damaged: write it (again)
             self.final_report()
         return self.state.best_bleu
 

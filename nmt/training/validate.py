@@ -1,13 +1,16 @@
 """Validation during training: dev loss, BLEU/chrF of decoded text, attention heatmaps.
 
-Decoding goes through search's one batched path (:func:`nmt.search.translate_ids`, via
-:func:`nmt.translate.translate_texts`) and scores are computed on detokenized strings by :mod:`nmt.evaluate`
-(sacrebleu, with signatures). The final test-set report is :mod:`nmt.report`'s.
+Decoding goes through search's one batched path (:func:`nmt.search.translate_ids`) and scores are computed on
+detokenized strings by :mod:`nmt.evaluate` (sacrebleu, with signatures). The final test-set report is
+:mod:`nmt.report`'s. Dev sentences longer than ``data.max_len`` pieces are cut to it once, with one warning
+(:func:`cap_dev_set`), as ``nmt-translate`` cuts its input: a single very long line would otherwise make every
+validation decode for minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,10 +25,13 @@ from nmt.data.prepare import EvalSet
 from nmt.data.tokenizer import Tokenizer
 from nmt.evaluate import Scores, score
 from nmt.models.base import Seq2Seq
+from nmt.search import translate_ids
 from nmt.specials import EOS_PIECE
 from nmt.training.loss import label_smoothed_nll
 from nmt.training.metrics import MetricsWriter, attention_figure
-from nmt.translate import translate_texts
+from nmt.translate import best_texts, truncate_sources
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +51,25 @@ class DevResult:
     def record(self) -> dict[str, Any]:
         """The JSON-able figures (no hypotheses): loss, nll, ppl, bleu, chrf and the signatures."""
         return {"loss": self.loss, "nll": self.nll, "ppl": self.ppl, **self.scores.as_dict()}
+
+
+def cap_dev_set(data: EvalSet, max_len: int) -> EvalSet:
+    """The dev set as validation uses it: both sides of a pair longer than ``max_len`` pieces cut to ``max_len``
+    (:func:`nmt.translate.truncate_sources`), with one warning for the set. BLEU is still scored against the whole
+    reference texts."""
+    src_ids, src_cut = truncate_sources(data.src_ids, max_len)
+    tgt_ids, tgt_cut = truncate_sources(data.tgt_ids, max_len)
+    if not src_cut and not tgt_cut:
+        return data
+    lines = sorted(set(src_cut) | set(tgt_cut))
+    shown = ", ".join(str(k + 1) for k in lines[:10]) + (", ..." if len(lines) > 10 else "")
+    longest = max(max(len(data.src_ids[k]), len(data.tgt_ids[k])) for k in lines)
+    log.warning(
+        "dev set %s: %d of %d lines are longer than data.max_len=%d pieces (lines %s; the longest has %d): "
+        "validation translates and scores the loss on their first %d pieces, as nmt-translate cuts its input",
+        data.name, len(lines), len(data), max_len, shown, longest, max_len,
+    )  # fmt: skip
+    return replace(data, src_ids=src_ids, tgt_ids=tgt_ids)
 
 
 @torch.no_grad()
@@ -89,7 +114,7 @@ def validate(
     """Dev loss/perplexity and BLEU/chrF of ``beam_size`` decoding (1 = greedy)."""
     loss, nll = dev_loss(model, data, batch_tokens=batch_tokens, smoothing=smoothing, device=device, autocast=autocast)
     dev_search = replace(search, beam_size=beam_size, nbest=1, sampling=False)
-    hyps = translate_texts(model, tokenizer, data.src_texts, dev_search, device=device)
+    hyps = best_texts(tokenizer, translate_ids(model, data.src_ids, dev_search, device=device))
     return DevResult(
         loss=loss, nll=nll, ppl=math.exp(min(nll, 50.0)), scores=score(hyps, data.tgt_texts), hypotheses=hyps
     )

@@ -141,15 +141,28 @@ def test_pick_layer_scores_every_layer_and_head_and_names_the_best(tiny_checkpoi
     assert f"best: --method {r['best']['method']} --alignment-layer {r['best']['layer']}" in out
 
 
-def test_bidir_and_guided_defaults(tiny_checkpoint, tiny_tokenizer, pairs, tmp_path):
+def test_bidir_and_guided_defaults(tiny_checkpoint, tiny_tokenizer, pairs, tmp_path, capsys):
     base = ["--src", str(pairs["src"]), "--tgt", str(pairs["tgt"]), "--gold", str(pairs["gold"]), "--threads", "1"]
     report = tmp_path / "bidir.json"
-    bidir = ["-c", str(tiny_checkpoint), "--reverse-checkpoint", str(tiny_checkpoint), "--method", "bidir"]
+    en_de = tiny_config(tiny_transformer())
+    en_de = dataclasses.replace(en_de, data=dataclasses.replace(en_de.data, src_lang="en", tgt_lang="de"))
+    reverse = make_checkpoint(tmp_path / "en-de.pt", en_de, tiny_tokenizer, seed=3)
+    bidir = ["-c", str(tiny_checkpoint), "--reverse-checkpoint", str(reverse), "--method", "bidir"]
     assert main([*bidir, *base, "-o", str(tmp_path / "b.align"), "--report", str(report), "-q"]) == 0
     r = json.loads(report.read_text())
     assert (r["method"], r["bidir_base"], r["symmetrize"]) == ("bidir", "shift", "grow-diag-final-and")
     assert len((tmp_path / "b.align").read_text().splitlines()) == N + 2
     assert main([*bidir[:2], "--method", "bidir", *base, "-q"]) == 2  # no reverse model
+    # A "reverse" model of the same direction as the forward one is refused before anything is written.
+    capsys.readouterr()
+    same = ["-c", str(tiny_checkpoint), "--reverse-checkpoint", str(tiny_checkpoint), "--method", "bidir"]
+    assert main([*same, *base, "-o", str(tmp_path / "same.align"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"the reverse model {tiny_checkpoint} translates de->en" in err
+        and "a reverse model that translates en->de" in err
+    )
+    assert not (tmp_path / "same.align").exists()
     # A checkpoint trained with guided alignment records its supervised head; nmt-align then defaults to the
     # attention method (the rows guided training supervises) on that layer and head.
     cfg = tiny_config(tiny_transformer())

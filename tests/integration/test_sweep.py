@@ -7,6 +7,7 @@ real run cannot provoke cheaply (an unexpected exception, a signal, a directory 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -183,3 +184,22 @@ def test_a_directory_of_another_sweep_is_left_alone(tmp_path):
     # a raised limit (or another launcher preset) is the same experiment continued
     same = ["train.lr=0.001", "train.max_steps=8", "+sweep=cpu_parallel"]
     assert sweep_job(lambda: 7.0, tmp_path, overrides=same, num=1, limits=LIMITS) == 7.0
+
+
+def test_a_job_another_process_trains_in_is_skipped_without_touching_its_files(tmp_path, caplog):
+    """A second copy of the same sweep (same hydra.sweep.dir) reaches a job the first one is training."""
+    jobs.write_job_record(tmp_path, num=2, overrides=["train.lr=0.001"])
+    record = (tmp_path / jobs.JOB_RECORD).read_text()
+    holder = os.open(tmp_path / "nmt-train.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first copy holds the job's directory
+
+    def body() -> float:
+        raise AssertionError("must not train in a directory another process trains in")
+
+    try:
+        value = sweep_job(body, tmp_path, overrides=["train.lr=0.001"], num=2, limits=LIMITS)
+    finally:
+        os.close(holder)
+    assert value == FAILED_JOB_VALUE and "job 2 not run: run directory" in caplog.text
+    assert not (tmp_path / "failed.json").exists() and (tmp_path / jobs.JOB_RECORD).read_text() == record
+    assert sweep_job(lambda: 7.0, tmp_path, overrides=["train.lr=0.001"], num=2, limits=LIMITS) == 7.0  # now free

@@ -1,16 +1,19 @@
-"""``nmt-translate`` on real files: line count and order, bad input, stdin/stdout, n-best, alignments, ensembles."""
+"""``nmt-translate`` on real files: line count and order, bad input, stdin/stdout, n-best, alignments, ensembles;
+damaged checkpoints, mismatched ensembles, closed streams and a full disk."""
 
 from __future__ import annotations
 
 import gzip
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_damage import damage_record, largest_tensor_record
 from integration_helpers import BIN, MAX_LEN, make_checkpoint, tiny_config, tiny_rnn, train_tokenizer
 
-from nmt.cli.translate import main
+from nmt.cli.translate import build_parser, main, overrides
 from nmt.translate import Translator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,6 +158,11 @@ def test_ensembles_need_one_vocabulary(tmp_path, tiny_checkpoint, tiny_rnn_check
     [
         (["--checkpoint", "/nonexistent/model.pt"], "checkpoint not found"),
         (["--beam-size", "2", "--nbest", "3"], "nbest (3) must be between 1 and beam_size (2)"),
+        (["--sampling", "--sampling-topp", "1.5"], "sampling_topp must be in (0, 1]"),
+        (["--sampling-topp", "0.9"], "--sampling-topp only applies to sampling: add --sampling"),
+        (["--sampling-temperature", "0.5"], "--sampling-temperature only applies to sampling"),
+        (["--min-len", "-1"], "min_len must be >= 0"),
+        (["--no-repeat-ngram", "-1"], "no_repeat_ngram must be >= 0"),
         (["--input", "/nonexistent/in.de"], "cannot read /nonexistent/in.de"),
         (["--alignment-layer", "5", "--alignments", "/dev/null"], "alignment layer 5 is out of range"),
         pytest.param(
@@ -177,3 +185,83 @@ def test_streaming_in_small_chunks_gives_the_same_lines(tmp_path, tiny_checkpoin
     src.write_text("\n".join(source_lines) + "\n", encoding="utf-8")
     assert main(["-c", str(tiny_checkpoint), "-i", str(src), "-o", str(out), "-q", "--chunk-lines", "4"]) == 0
     assert out.read_bytes() == whole.read_bytes()
+
+
+def test_search_flags_become_search_config_overrides(tmp_path, tiny_checkpoint, m30k_slice):
+    flags = ["--min-len", "2", "--no-repeat-ngram", "3", "--early-stop", "heuristic", "--lenpen", "0.6"]
+    args = build_parser().parse_args(["-c", "x.pt", *flags, "--sampling", "--sampling-topp", "0.9"])
+    assert overrides(args) == {
+        "min_len": 2,
+        "no_repeat_ngram": 3,
+        "early_stop": "heuristic",
+        "lenpen": 0.6,
+        "sampling": True,
+        "sampling_topp": 0.9,
+        "beam_size": 1,
+    }
+    src, out = tmp_path / "in.de", tmp_path / "out.en"
+    src.write_text("\n".join(corpus_lines(m30k_slice, 4)) + "\n", encoding="utf-8")
+    argv = ["-c", str(tiny_checkpoint), "-i", str(src), "-o", str(out), "-q", *flags]
+    assert main([*argv, "--sampling", "--sampling-topp", "0.9", "--seed", "3"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 4
+
+
+# --------------------------------------------------------------------------------------------- hardening
+def one_error_line(stderr: str, *parts: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nmt-translate: error:"), stderr
+    assert all(p in lines[0] for p in parts), lines[0]
+
+
+def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("how", ["zeroed", "random"])
+def test_a_checkpoint_with_damaged_tensor_bytes_is_refused_with_one_line(tmp_path, tiny_checkpoint, cli_env, how):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(tiny_checkpoint.read_bytes())
+    damage_record(damaged, largest_tensor_record(damaged), how)
+    proc = shell(f"echo 'Ein Hund läuft.' | {BIN}/nmt-translate -c {damaged} -q", cli_env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    one_error_line(proc.stderr, str(damaged), "is damaged", "CRC-32")
+
+
+def test_an_ensemble_of_opposite_directions_is_refused(tmp_path, tiny_checkpoint, tiny_tokenizer, capsys):
+    cfg = tiny_config(tiny_rnn())
+    en_de = make_checkpoint(
+        tmp_path / "en-de.pt", replace(cfg, data=replace(cfg.data, src_lang="en", tgt_lang="de")), tiny_tokenizer
+    )
+    assert main(["-c", str(tiny_checkpoint), str(en_de), "-i", "/dev/null", "-o", "/dev/null", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{en_de} translates en->de but {tiny_checkpoint} translates de->en" in err
+
+
+@pytest.mark.parametrize(
+    ("redirect", "message"),
+    [
+        ("0<&-", "standard input is closed"),
+        ("< {src} >&-", "standard output is closed"),
+        ("< {src} > /dev/full", "cannot write standard output: the disk is full"),
+        ("-i {src} -o /dev/full", "cannot write /dev/full: the disk is full"),
+        ("-i {src} -o /dev/null --alignments /dev/full", "cannot write /dev/full: the disk is full"),
+    ],
+)
+def test_closed_streams_and_a_full_disk_end_with_one_line(
+    tmp_path, tiny_checkpoint, cli_env, m30k_slice, redirect, message
+):
+    src = tmp_path / "in.de"
+    src.write_text("\n".join(corpus_lines(m30k_slice, 3)) + "\n", encoding="utf-8")
+    proc = shell(f"{BIN}/nmt-translate -c {tiny_checkpoint} -q " + redirect.format(src=src), cli_env)
+    assert proc.returncode == 2
+    one_error_line(proc.stderr, message)
+
+
+def test_a_closed_pipe_downstream_ends_quietly(tmp_path, tiny_checkpoint, cli_env, m30k_slice):
+    src = tmp_path / "in.de"
+    src.write_text("\n".join(corpus_lines(m30k_slice, 100)) + "\n", encoding="utf-8")
+    proc = shell(
+        f"{BIN}/nmt-translate -c {tiny_checkpoint} -q --chunk-lines 1 -i {src} | head -n 1; exit ${{PIPESTATUS[0]}}",
+        cli_env,
+    )
+    assert proc.returncode == 141 and proc.stderr == "" and len(proc.stdout.splitlines()) == 1

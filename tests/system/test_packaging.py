@@ -26,8 +26,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # --no-build-isolation: no download; setuptools comes with the test environment.
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
     subprocess.run(cmd, check=True, cwd=src, env={**os.environ, "PIP_NO_INPUT": "1"})
-    (path,) = out.glob("nmt-*.whl")
+    (path,) = out.glob("nmt_toolkit-*.whl")  # the distribution name; the import package is nmt
     return path
+
+
+def test_the_wheel_is_nmt_toolkit_holding_the_package_nmt(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        (metadata,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = z.read(metadata).decode("utf-8").splitlines()
+        names = z.namelist()
+    assert "Name: nmt-toolkit" in lines  # "nmt" on the package index is an unrelated project
+    assert "nmt/__init__.py" in names and not any(n.startswith("nmt_toolkit/") for n in names)
 
 
 def test_wheel_holds_every_preset(wheel: Path) -> None:
@@ -36,6 +45,15 @@ def test_wheel_holds_every_preset(wheel: Path) -> None:
         packaged = {n.removeprefix("nmt/configs/") for n in z.namelist() if n.startswith("nmt/configs/")}
     assert "train.yaml" in presets
     assert presets <= packaged
+
+
+def test_wheel_ships_the_explorer_page_and_nmt_serve(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = z.read(entry_points).decode("utf-8")
+    assert {f"nmt/serve/static/{n}" for n in ("index.html", "explorer.js", "explorer.css")} <= names
+    assert "nmt-serve = nmt.cli.serve:main" in scripts
 
 
 def test_installed_package_composes_from_its_own_configs(wheel: Path, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ to a higher one, strings-only scoring, models that never import the data package
 
 Layers, lowest first (a module may import its own layer and those below):
 errors/specials <- config <- data <- models <- search/checkpoint <- translate/analysis/evaluate
-<- report/experiments <- training <- cli. The package root (``nmt/__init__.py``) is the facade and is not checked.
+<- report/experiments/export/api <- training/serve <- cli. The package root (``nmt/__init__.py``) is the facade and is
+not checked.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ LAYERS = [
     ["nmt.config"],
     ["nmt.data"],
     ["nmt.models"],
-    ["nmt.search", "nmt.checkpoint"],
+    ["nmt.search", "nmt.search_rules", "nmt.checkpoint", "nmt.device"],
     ["nmt.translate", "nmt.analysis", "nmt.evaluate"],
-    ["nmt.report", "nmt.experiments"],
-    ["nmt.training"],
+    ["nmt.report", "nmt.experiments", "nmt.export", "nmt.api"],
+    ["nmt.training", "nmt.serve"],
     ["nmt.cli"],
 ]
 

@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from nmt.cli.train import RUN_TIME_ENV, config_dir, to_typed
-from nmt.config import ConfigError, NMTConfig, Precision, RNNConfig, Schedule, TransformerConfig
+from nmt.config import ConfigError, EarlyStop, NMTConfig, Precision, RNNConfig, Schedule, TransformerConfig
 
 CONFIGS = Path(config_dir())
 PRESETS = sorted(p.relative_to(CONFIGS) for p in CONFIGS.rglob("*.yaml") if p.parent != CONFIGS)
@@ -81,6 +81,16 @@ def test_typos_wrong_types_and_impossible_values_fail_before_training():
         to_typed(composed(["model.heads=3"]))
 
 
+def test_search_options_compose_and_are_checked():
+    cfg = to_typed(composed(["search.early_stop=none", "search.min_len=3", "search.no_repeat_ngram=2"]))
+    assert (cfg.search.early_stop, cfg.search.min_len, cfg.search.no_repeat_ngram) == (EarlyStop.none, 3, 2)
+    assert to_typed(composed([])).search.early_stop == EarlyStop.bound
+    with pytest.raises(ConfigCompositionException, match="early_stop"):
+        composed(["search.early_stop=never"])
+    with pytest.raises(ConfigError, match="sampling_topp"):
+        to_typed(composed(["search.sampling=true", "search.beam_size=1", "search.sampling_topp=0"]))
+
+
 def test_hydra_settings_are_pinned_and_the_run_dir_time_can_be_shared(monkeypatch):
     monkeypatch.setenv(RUN_TIME_ENV, "1700000000.25")  # what rank 0 broadcasts under torchrun
     cfg = composed(["name=exp1"], hydra=True)
@@ -88,3 +98,31 @@ def test_hydra_settings_are_pinned_and_the_run_dir_time_can_be_shared(monkeypatc
     stamp = datetime.fromtimestamp(1700000000.25).strftime("%Y-%m-%d_%H-%M-%S")
     assert cfg.hydra.run.dir == f"runs/exp1/{stamp}"
     assert cfg.hydra.sweep.dir == f"multirun/exp1/{stamp}"
+
+
+def test_datasets_and_brought_tokenizer_keys_compose_from_the_command_line():
+    cfg = to_typed(
+        composed(
+            [
+                "data=parallel",
+                "data.hf.path=parquet",
+                "+data.hf.data_files.train=corpus/train-*.parquet",
+                "+data.hf.data_files.dev=[corpus/dev-a.parquet,corpus/dev-b.parquet]",
+                "data.hf.src_column=pair.de",
+                "data.hf.tgt_column=pair.en",
+                "data.hf.streaming=true",
+                "data.train=train",
+                "data.valid=dev",
+                "tokenizer.joint=false",
+                "tokenizer.src_model_path=de.model",
+                "tokenizer.tgt_model_path=en.model",
+                "model.tie_embeddings=false",
+            ]
+        )
+    )
+    hf = cfg.data.hf
+    assert hf.data_files == {"train": "corpus/train-*.parquet", "dev": ["corpus/dev-a.parquet", "corpus/dev-b.parquet"]}
+    assert (hf.src_column, hf.tgt_column, hf.streaming, hf.revision) == ("pair.de", "pair.en", True, None)
+    assert (cfg.tokenizer.src_model_path, cfg.tokenizer.tgt_model_path) == ("de.model", "en.model")
+    with pytest.raises(ConfigError, match=r"set tokenizer\.joint=false"):
+        to_typed(composed(["tokenizer.src_model_path=de.model", "tokenizer.tgt_model_path=en.model"]))

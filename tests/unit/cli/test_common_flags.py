@@ -64,7 +64,8 @@ def test_the_alignment_flags_have_one_name_and_one_list_syntax(tool):
 def test_precision_is_the_enum():
     args = translate.build_parser().parse_args(["-c", "x.pt", "--precision", "bf16"])
     assert args.precision is Precision.bf16
-    assert translate.build_parser().parse_args(["-c", "x.pt"]).precision is Precision.fp32
+    assert translate.build_parser().parse_args(["-c", "x.pt"]).precision is None  # the engine chooses: nmt fp32
+    assert evaluate.build_parser().parse_args(["-c", "x.pt"]).precision is Precision.fp32
 
 
 @pytest.mark.parametrize("tool", [translate, evaluate, align])

@@ -144,6 +144,5 @@ def test_length_batches_fill_a_token_budget_longest_first():
     assert batches[0] == [2, 3]  # longest first, stable among equals
     assert length_batches([50], 8) == [[0]]  # too long for the budget: alone
 
-
     ascending = length_batches(lengths, 20, longest_first=False)
     assert ascending[0] == [5, 1, 4] and sorted(i for b in ascending for i in b) == list(range(7))

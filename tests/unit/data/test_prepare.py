@@ -13,6 +13,7 @@ import torch
 from corpus_io import read_gz_lines, write_lines
 
 from nmt.config import ConfigError, DataConfig, HFConfig, TokenizerConfig
+from nmt.data import cache as store
 from nmt.data import download, prepare
 from nmt.data.batch import collate
 from nmt.data.prepare import prepare_data
@@ -24,10 +25,11 @@ TOK = TokenizerConfig(vocab_size=600)
 
 @pytest.fixture
 def root(m30k_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private, writable copy of the Multi30k slice as the data root."""
-    shutil.copytree(m30k_slice / "multi30k", tmp_path / "multi30k")
-    monkeypatch.setenv("NMT_DATA_DIR", str(tmp_path))
-    return tmp_path
+    """A private, writable copy of the Multi30k slice as the data root, and a private cache (``NMT_CACHE_DIR``)."""
+    shutil.copytree(m30k_slice / "multi30k", tmp_path / "data" / "multi30k")
+    monkeypatch.setenv("NMT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "data"
 
 
 def _plain(path: Path) -> list[str]:
@@ -64,7 +66,9 @@ def test_second_run_hits_the_cache_and_a_changed_file_misses(
     caplog.set_level(logging.INFO, logger="nmt.data.prepare")
     first = prepare_data(_config(), TOK)
     assert (counter.trained, counter.encoded) == (1, 1)
-    assert (root / "cache").is_dir() and not list((root / "cache").glob(".*"))  # no temporary directories left
+    cache = root.parent / "cache"
+    assert {p.name.split("-")[0] for p in cache.iterdir()} == {"tokenizer", "train"}
+    assert not list(cache.glob(".*"))  # no temporary directories left
 
     caplog.clear()
     second = prepare_data(_config(), TOK)
@@ -182,15 +186,39 @@ def test_unset_corpus_and_offline_download_fail_before_reading(tmp_path: Path, m
         prepare_data(_config(), TOK)
 
 
-def test_read_only_data_root_caches_elsewhere(
-    root: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+def _tree(directory: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(directory.rglob("*"))}
+
+
+def test_the_cache_goes_to_the_users_cache_directory_never_the_data_root(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user_cache = tmp_path_factory.mktemp("xdg")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
-    root.chmod(0o555)  # like the shared corpus directory: never written into, even by root
+    # the default: $NMT_CACHE_DIR, else $XDG_CACHE_HOME/nmt, else ~/.cache/nmt; data.cache_dir overrides them all
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("NMT_CACHE_DIR")
+    assert store.default_cache_dir() == tmp_path / "home/.cache/nmt"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert store.default_cache_dir() == tmp_path / "xdg/nmt"
+    assert store.cache_dir(_config()) == tmp_path / "xdg/nmt"
+    assert store.cache_dir(_config(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine"
+    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "shared-cache"))
+    assert store.cache_dir(_config()) == tmp_path / "shared-cache"
+
+    # a read-only data root (like a shared corpus directory) is only read; root bypasses the mode bits, so the
+    # check is that nothing under it changed
+    before = _tree(root)
+    for directory in (root / "multi30k", root):
+        directory.chmod(0o555)
     try:
-        prepare_data(_config(), TOK)
+        data = prepare_data(_config(), TOK)
     finally:
-        root.chmod(0o755)
-    assert not (root / "cache").exists()
-    assert {p.name.split("-")[0] for p in (user_cache / "nmt").iterdir()} == {"tokenizer", "train"}
+        for directory in (root, root / "multi30k"):
+            directory.chmod(0o755)
+    assert _tree(root) == before and len(data.train) == 2000
+    assert {p.name.split("-")[0] for p in (tmp_path / "shared-cache").iterdir()} == {"tokenizer", "train"}
+
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "file/cache"))
+    with pytest.raises(DataError, match=r"NMT_CACHE_DIR=.*file/cache.*set data\.cache_dir or NMT_CACHE_DIR"):
+        prepare_data(_config(), TOK)

@@ -84,7 +84,7 @@ TRAIN_RECORDS = [
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    """Jobs 0-4 of a train.lr sweep: finished (two), running, failed, half-written results; job 5 never started."""
+    """Jobs 0-4 of a train.lr sweep: finished (two), running, failed, damaged results; job 5 never started."""
     root = tmp_path / "sweep"
     base = ["model=transformer", "train.max_steps=100"]
     make_job(root, "0", overrides=[*base, "train.lr=0.001"], results=results(30.0, 31.0), metrics=TRAIN_RECORDS)
@@ -92,7 +92,7 @@ def sweep(tmp_path: Path) -> Path:
     make_job(root, "2", overrides=[*base, "train.lr=0.003"], metrics=TRAIN_RECORDS)
     make_job(root, "3", overrides=[*base, "train.lr=0.004"], failure="train.lr | too high: loss diverged")
     d = make_job(root, "4", overrides=[*base, "train.lr=0.005"], metrics=TRAIN_RECORDS[:1])
-    (d / "results.json").write_text('{"dev": {"bleu": 3', encoding="utf-8")  # cut off while being written
+    (d / "results.json").write_text('{"dev": {"bleu": 3', encoding="utf-8")  # cut off: damaged
     return root
 
 
@@ -107,10 +107,34 @@ def test_every_status_is_read_from_the_job_files(sweep: Path):
         "1": jobs.Status.finished,
         "2": jobs.Status.running,
         "3": jobs.Status.failed,
-        "4": jobs.Status.running,  # a half-written results.json is not a finished job
+        "4": jobs.Status.corrupt,  # a damaged results.json (written atomically, so never half-written)
         "5": jobs.Status.not_started,
     }
     assert found["5"].overrides[-1] == "train.lr=0.006"  # listed from the sweep's own overrides
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"dev": {"bleu": 3', "it is not valid JSON"),
+        (b"\xff\xfe garbage", "it is not UTF-8 text"),
+        ("[1, 2]", "it is not a JSON object"),
+        ('{"dev": {"bleu": 30.0}}', "it lacks the dev BLEU, the test scores or the step count"),
+    ],
+)
+def test_a_damaged_results_file_makes_the_job_corrupt_naming_the_file(sweep: Path, content, why):
+    path = sweep / "0" / "results.json"  # a finished job whose results.json was damaged afterwards
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    job = jobs.read_job(sweep / "0")
+    assert job.status == jobs.Status.corrupt and job.problem.startswith(f"results.json: {why}")
+    summary = summarize(collect_jobs(sweep), sweep_dir=sweep)
+    row = next(r for r in summary.rows if r["job"] == "0")
+    assert row["status"] == "corrupt" and row["path"] == str(sweep / "0")
+    assert row["note"].startswith(f"results.json: {why}")
+    assert row["note"].endswith("; rerun the job (the same sweep command) to write it again")
+    assert "| 0 | corrupt: results.json: it " in to_markdown(summary)
+    (sweep / "0" / "failed.json").write_text("{", encoding="utf-8")  # a damaged failure marker, newer still
+    assert jobs.read_job(sweep / "0").problem.startswith("failed.json: it is not valid JSON")
 
 
 def test_a_failure_older_than_complete_results_does_not_count(sweep: Path):
@@ -143,7 +167,7 @@ def test_an_interrupted_job_is_marked_so_until_something_newer_speaks(sweep: Pat
 def test_the_table_has_the_varying_overrides_and_puts_the_best_finished_job_first(sweep: Path):
     summary = summarize(collect_jobs(sweep, expected=expected_six()), sweep_dir=sweep)
     assert summary.varying == ["train.lr"]  # model= and train.max_steps are the same everywhere
-    assert [r["job"] for r in summary.rows] == ["1", "0", "2", "4", "3", "5"]  # finished by BLEU, then by status
+    assert [r["job"] for r in summary.rows] == ["1", "0", "2", "3", "4", "5"]  # finished by BLEU, then by status
     best = summary.rows[0]
     assert (best["dev_bleu"], best["test_bleu"], best["test_chrf"], best["params"]) == (35.5, 36.0, 56.0, 1_234_567)
     running = next(r for r in summary.rows if r["job"] == "2")
@@ -152,7 +176,7 @@ def test_the_table_has_the_varying_overrides_and_puts_the_best_finished_job_firs
     failed = next(r for r in summary.rows if r["job"] == "3")
     assert failed["note"].startswith("ValueError: train.lr | too high")
     by_lr = summarize(collect_jobs(sweep), sweep_dir=sweep, sort="train.lr")
-    assert [r["job"] for r in by_lr.rows] == ["0", "1", "2", "4", "3"]
+    assert [r["job"] for r in by_lr.rows] == ["0", "1", "2", "3", "4"]
     with pytest.raises(SweepError, match="--sort"):
         summarize(collect_jobs(sweep), sweep_dir=sweep, sort="model.d_model")
 
@@ -168,7 +192,7 @@ def test_markdown_csv_and_json_carry_the_same_rows(sweep: Path, tmp_path: Path):
     assert "train.lr \\| too high" in failed and failed.count(" | ") == header.count(" | ")
     assert md[-1] == f"BLEU signature: {SIG}"
     rows = list(csv.DictReader(io.StringIO(to_csv(summary))))
-    assert [r["job"] for r in rows] == ["1", "0", "2", "4", "3", "5"]
+    assert [r["job"] for r in rows] == ["1", "0", "2", "3", "4", "5"]
     assert rows[0]["test BLEU"] == "36.0" and rows[0]["params"] == "1234567" and rows[5]["status"] == "not started"
     value = json.loads(to_json(summary))
     assert value["varying"] == ["train.lr"] and value["jobs"][0]["overrides"][-1] == "train.lr=0.002"
@@ -268,3 +292,23 @@ def test_training_ended_follows_the_current_limits():
     stopped = {"steps": 60, "finished": "early_stopping"}
     assert jobs.training_ended(stopped, max_steps=200, patience=5)
     assert not jobs.training_ended(stopped, max_steps=200, patience=0)
+
+
+def test_a_sweep_without_test_sets_is_summarised_and_drawn(tmp_path: Path, capsys):
+    root = tmp_path / "sweep"
+    for name, lr, dev in (("0", "1e-3", 30.0), ("1", "2e-3", 32.5)):
+        no_test = {**results(dev, 0.0), "test": []}  # data.test=[]: nmt-train's results.json has "test": []
+        job = make_job(root, name, overrides=[f"train.lr={lr}"], results=no_test, metrics=TRAIN_RECORDS)
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+        config["data"]["test"] = []
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert sweep_summary.main([str(root), "--output-dir", str(tmp_path / "out")]) == 0  # was a TypeError
+    table = capsys.readouterr().out
+    assert (
+        table.splitlines()[0]
+        == "| job | status | train.lr | model | pair | dev BLEU | dev chrF | params | steps | wall time | tok/s |"
+    )
+    assert table.splitlines()[2].startswith("| 1 | finished | 2e-3 | transformer | de-en | 32.50 |")
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert written == ["bleu_by_model.png", "dev_bleu_vs_time.png"]  # no test hypotheses: no BLEU by length
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["test_sets"] == []

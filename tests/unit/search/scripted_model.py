@@ -77,3 +77,33 @@ def src_batch(rows: list[list[int]]) -> tuple[Tensor, Tensor]:
     """Source pieces per sentence -> padded (B, S) with EOS, and lengths."""
     b = collate(rows, None, list(range(len(rows))))
     return b.src, b.src_lengths
+
+
+def has_repeated_ngram(tokens: list[int], n: int) -> bool:
+    """Whether some n-gram occurs twice in ``tokens`` (overlapping occurrences count)."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def exhaustive(
+    model: ScriptedModel, first: int, cap: int, lenpen: float, *, min_len: int = 0, no_repeat: int = 0
+) -> list[tuple[list[int], float, float]]:
+    """Every output the search rules allow for a source starting with ``first``, best first.
+
+    Walks the whole scripted tree: at most ``cap`` pieces, then EOS is forced; no EOS before ``min(min_len, cap)``
+    pieces; no repeated ``no_repeat``-gram. Returns (tokens, log_prob, score) with the GNMT score, in float64.
+    """
+    out, frontier = [], [((), 0.0)]
+    while frontier:
+        prefix, lp = frontier.pop()
+        log_probs = model._log_probs(first, prefix)
+        for tok, x in enumerate(log_probs):
+            if x == -math.inf or tok in (0, BOS_ID):
+                continue
+            if tok == EOS_ID:
+                if len(prefix) >= min(min_len, cap):
+                    out.append((list(prefix), lp + x))
+            elif len(prefix) < cap and not (no_repeat and has_repeated_ngram([*prefix, tok], no_repeat)):
+                frontier.append(((*prefix, tok), lp + x))
+    scored = [(t, lp, lp / ((5 + len(t) + 1) / 6) ** lenpen) for t, lp in out]
+    return sorted(scored, key=lambda h: -h[2])

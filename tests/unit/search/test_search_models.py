@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -159,3 +160,27 @@ def test_beam_search_with_a_wide_vocabulary_matches_plain_topk(monkeypatch):
     monkeypatch.setattr(search_module, "_row_topk", lambda x, k: x.topk(k, dim=1))
     plain = run(model, rows, search_cfg)
     assert [[(h.tokens, h.score) for h in s] for s in fast] == [[(h.tokens, h.score) for h in s] for s in plain]
+
+
+def repeats_bigram(tokens: list[int]) -> bool:
+    grams = list(itertools.pairwise(tokens))
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_min_len_and_no_repeat_ngram_hold_in_batches_and_beam1_is_greedy(arch):
+    model, rows = model_for(arch), sources()
+    opts = {"min_len": 6, "no_repeat_ngram": 2, "lenpen": 0.6, **CFG}
+    caps = [math.floor(CFG["max_len_a"] * len(r)) + CFG["max_len_b"] for r in rows]
+    for cfg in (SearchConfig(beam_size=1, **opts), SearchConfig(beam_size=4, nbest=3, **opts)):
+        batch = run(model, rows, cfg)
+        alone = [run(model, [r], cfg)[0] for r in rows]
+        assert [[h.tokens for h in s] for s in batch] == [[h.tokens for h in s] for s in alone]
+        for cap, hyps in zip(caps, batch):
+            assert all(len(h.tokens) >= min(6, cap) and not repeats_bigram(h.tokens) for h in hyps)
+    greedy = run(model, rows, SearchConfig(beam_size=1, **opts), greedy_search)
+    beam1 = run(model, rows, SearchConfig(beam_size=1, **opts), beam_search)
+    assert [s[0].tokens for s in greedy] == [s[0].tokens for s in beam1]
+    # Random models repeat themselves: the options changed the outputs.
+    plain = run(model, rows, SearchConfig(beam_size=4, nbest=3, **CFG))
+    assert any(repeats_bigram(h.tokens) or len(h.tokens) < 6 for s in plain for h in s)

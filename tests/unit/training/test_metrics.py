@@ -6,6 +6,7 @@ import json
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard_io import hparams_sessions
 
 from nmt.training.metrics import MetricsWriter, attention_figure
 
@@ -55,6 +56,7 @@ def test_attention_figure_becomes_a_tensorboard_image(tmp_path):
     weights = torch.softmax(torch.randn(4, 5), dim=-1)
     fig = attention_figure(weights, ["▁ein", "▁Hund", "▁läuft", ".", "</s>"], ["▁a", "▁dog", "▁runs", "</s>"], "x")
     assert len(fig.axes[0].get_xticklabels()) == 5 and len(fig.axes[0].get_yticklabels()) == 4
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 3  # the colour bar; one box per target word's link
     w = MetricsWriter(tmp_path)
     w.figure("attention/dev_0", fig, 7)
     w.close()
@@ -62,3 +64,22 @@ def test_attention_figure_becomes_a_tensorboard_image(tmp_path):
     acc.Reload()
     (image,) = acc.Images("attention/dev_0")
     assert image.step == 7 and image.width > 50 and image.height > 50
+
+
+def test_hparams_are_written_once_per_run_into_the_run_itself_and_the_final_scores_are_its_scalars(tmp_path):
+    settings = {"data.src_lang": "de", "tokenizer.vocab_size": 500, "train.lr": 1e-3, "data.test": ["a", "b"]}
+    w = MetricsWriter(tmp_path)
+    w.hparams(settings)
+    w.log("train", 10, {"loss": 2.0})
+    w.close()
+    w = MetricsWriter(tmp_path, resume_step=10)  # a resumed session: the run already has its HParams
+    w.hparams({**settings, "train.lr": 5.0})
+    w.final_scores({"hparam/dev_bleu": 12.5, "hparam/test_bleu": 11.0}, 20)
+    w.close()
+    assert hparams_sessions(tmp_path / "tensorboard") == [
+        {"data.src_lang": "de", "tokenizer.vocab_size": 500.0, "train.lr": 1e-3, "data.test": "['a', 'b']"}
+    ]
+    assert [p for p in (tmp_path / "tensorboard").iterdir() if p.is_dir()] == []  # no second run
+    assert scalars(tmp_path, "hparam/test_bleu") == [(20, 11.0)] and scalars(tmp_path, "hparam/dev_bleu") == [
+        (20, 12.5)
+    ]
