@@ -21,11 +21,12 @@ import torch
 
 from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
 from nmt.checkpoint import check_same_direction, check_same_vocabulary, load_for_inference
-from nmt.config import AttentionType, ConfigError, NMTConfig, Precision, RNNConfig, SearchConfig
+from nmt.config import AttentionType, ConfigError, InferencePrecision, NMTConfig, RNNConfig, SearchConfig
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
 from nmt.models.base import Seq2Seq
 from nmt.models.ensemble import Ensemble
+from nmt.models.inference import autocast_precision, prepare_for_inference
 from nmt.search import Hypothesis, translate_ids
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,8 @@ class Translator:
         need_attention: keep attention matrices (for alignments and dumps).
         generator: random stream for sampling.
         config: the checkpoint's config (kept for callers, e.g. its test sets).
-        precision: ``fp32``, or ``bf16``/``fp16`` to run the model under autocast.
+        precision: the decoding format (see :mod:`nmt.models.inference`): ``fp32``; ``bf16`` (a bf16 copy of the
+            model); ``fp16`` (autocast); ``int8`` (a copy with int8 linear layers, CPU).
     """
 
     def __init__(
@@ -173,12 +175,13 @@ class Translator:
         need_attention: bool = False,
         generator: torch.Generator | None = None,
         config: NMTConfig | None = None,
-        precision: Precision = Precision.fp32,
+        precision: InferencePrecision = InferencePrecision.fp32,
     ) -> None:
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.config = config  # the (first) checkpoint's whole config, when loaded from one
-        self.precision = Precision(precision)
+        self.precision = InferencePrecision(precision)
         self.device = torch.device(device)
+        self.model = prepare_for_inference(model, self.precision, self.device)
+        self.tokenizer, self.cfg = tokenizer, cfg
+        self.config = config  # the (first) checkpoint's whole config, when loaded from one
         self.max_source_len = max_source_len
         self.need_attention = need_attention
         self.generator = generator
@@ -196,7 +199,7 @@ class Translator:
         alignment_layer: int | None = None,
         alignment_heads: list[int] | None = None,
         seed: int | None = None,
-        precision: Precision = Precision.fp32,
+        precision: InferencePrecision = InferencePrecision.fp32,
     ) -> Translator:
         """Load checkpoint(s); ``search`` overrides fields of the checkpoint's own search config."""
         model, tokenizer, cfg = load_models(list(paths), device)
@@ -265,7 +268,7 @@ class Translator:
             device=self.device,
             need_attention=self.need_attention,
             generator=self.generator,
-            precision=self.precision,
+            precision=autocast_precision(self.precision),
             progress=progress,
         )
 

@@ -30,7 +30,7 @@ from nmt.cli.common import (
     setup_logging,
 )
 from nmt.cli.reading import CountingLines, arrivals, is_terminal, regular_file_size
-from nmt.config import Precision
+from nmt.config import InferencePrecision
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -168,7 +168,7 @@ def _translate(args: argparse.Namespace) -> int:
             alignment_layer=args.alignment_layer,
             alignment_heads=args.alignment_heads,
             seed=args.seed,
-            precision=args.precision or Precision.fp32,
+            precision=args.precision or InferencePrecision.fp32,
         )
     loaded = time.perf_counter()
     if not translator.cfg.sampling:
