@@ -131,13 +131,13 @@ def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict") -> Iterator[str]:
-    """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``.
+def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict", first_line: int = 1) -> Iterator[str]:
+    """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``; ``first_line`` numbers the first (1-based).
 
     Raises:
         DataError: invalid UTF-8 with ``errors="strict"``, naming the input and the 1-based line.
     """
-    for number, line in enumerate(raw, start=1):
+    for number, line in enumerate(raw, start=first_line):
         try:
             text = line.decode("utf-8", errors=errors)
         except UnicodeDecodeError as e:
@@ -279,6 +279,7 @@ class Translator:
         chunk_lines: int = 10_000,
         progress: Callable[[int], None] | None = None,
         chunked: bool = False,
+        first_line: int = 1,
     ) -> Iterator[Translation]:
         """Translate an iterable of lines chunk by chunk, yielding results in input order.
 
@@ -286,8 +287,9 @@ class Translator:
             lines: text lines, read ``chunk_lines`` at a time; with ``chunked``, lists of lines already grouped
                 (e.g. by :func:`nmt.cli.reading.arrivals`), each translated as it comes.
             progress: called with the number of lines finished after each batch.
+            first_line: the number of the first line (1-based, as in :meth:`translate`).
         """
-        first = 1
+        first = first_line
         for chunk in lines if chunked else chunks(lines, chunk_lines):  # type: ignore[arg-type]
             yield from self.translate(chunk, first_line=first, progress=progress)
             first += len(chunk)

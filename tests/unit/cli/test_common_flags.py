@@ -63,7 +63,8 @@ def test_the_alignment_flags_have_one_name_and_one_list_syntax(tool):
 
 def test_precision_is_the_enum():
     args = translate.build_parser().parse_args(["-c", "x.pt", "--precision", "bf16"])
-    assert translate.build_parser().parse_args(["-c", "x.pt", "--precision", "int8"]).precision is InferencePrecision.int8
+    int8 = translate.build_parser().parse_args(["-c", "x.pt", "--precision", "int8"])
+    assert int8.precision is InferencePrecision.int8
     assert args.precision is InferencePrecision.bf16
     assert translate.build_parser().parse_args(["-c", "x.pt"]).precision is None  # the engine chooses: nmt fp32
     assert evaluate.build_parser().parse_args(["-c", "x.pt"]).precision is InferencePrecision.fp32
