@@ -11,8 +11,10 @@ fixed-size chunks, so memory stays flat.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -162,6 +164,11 @@ class Translator:
         config: the checkpoint's config (kept for callers, e.g. its test sets).
         precision: the decoding format (see :mod:`nmt.models.inference`): ``fp32``; ``bf16`` (a bf16 copy of the
             model); ``fp16`` (autocast); ``int8`` (a copy with int8 linear layers, CPU).
+        workers: decoding threads: a chunk's sentences are dealt out among them (by length, round robin) and each
+            searches its share in its own batches, so several cores work on separate batches instead of on the
+            small operations of one (set torch's threads to cores / workers). The outputs are the same as with one
+            worker (batch composition does not change fp32 outputs). Sampling always uses one (its draws follow
+            one random stream).
     """
 
     def __init__(
@@ -176,7 +183,12 @@ class Translator:
         generator: torch.Generator | None = None,
         config: NMTConfig | None = None,
         precision: InferencePrecision = InferencePrecision.fp32,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
         self.precision = InferencePrecision(precision)
         self.device = torch.device(device)
         self.model = prepare_for_inference(model, self.precision, self.device)
@@ -200,6 +212,7 @@ class Translator:
         alignment_heads: list[int] | None = None,
         seed: int | None = None,
         precision: InferencePrecision = InferencePrecision.fp32,
+        workers: int = 1,
     ) -> Translator:
         """Load checkpoint(s); ``search`` overrides fields of the checkpoint's own search config."""
         model, tokenizer, cfg = load_models(list(paths), device)
@@ -221,6 +234,7 @@ class Translator:
             generator=generator,
             config=cfg,
             precision=precision,
+            workers=workers,
         )
 
     def translate(
@@ -261,6 +275,28 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """Hypotheses for every source (piece ids, no specials), in input order: the one step another engine
         (:class:`nmt.export.ct2_translate.CT2Translator`) replaces; tokenization and output handling stay here."""
+        workers = 1 if self.cfg.sampling else min(self.workers, len(src_ids))
+        if workers <= 1:
+            return self._search_part(src_ids, progress)
+        by_length = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        shares = [by_length[w::workers] for w in range(workers)]  # the same mix of lengths for every worker
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nmt-decode")
+        if progress is not None:  # called from every worker: one at a time
+            lock, report = threading.Lock(), progress
+
+            def progress(n: int) -> None:
+                with lock:
+                    report(n)
+
+        results: list[list[Hypothesis]] = [[] for _ in src_ids]
+        done = self._pool.map(lambda share: self._search_part([src_ids[i] for i in share], progress), shares)
+        for share, hyps in zip(shares, done):
+            for i, h in zip(share, hyps):
+                results[i] = h
+        return results
+
+    def _search_part(self, src_ids: list[list[int]], progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:
         return translate_ids(
             self.model,
             src_ids,

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0  # how often rank 0 looks at the other shards' progress records
 # Flags that do not change a shard's lines: a shard may resume with different values.
-NEUTRAL = {"input", "output", "quiet", "threads", "chunk_lines", "shard", "merge", "search_fields"}
+NEUTRAL = {"input", "output", "quiet", "threads", "workers", "chunk_lines", "shard", "merge", "search_fields"}
 
 
 def add_shard_flags(group: argparse._ArgumentGroup) -> None:

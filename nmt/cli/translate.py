@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
     )
     add_running_flags(r, precision_default=None)
+    r.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=1,
+        help="decoding threads, each searching its own batches with --threads/N torch threads (the CPU's cores "
+        "kept busy by separate batches rather than one batch's small operations); outputs do not change",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     add_shard_flags(p.add_argument_group("sharding (see below; under torchrun, by rank)"))
     return p
@@ -174,7 +182,11 @@ def _translate(args: argparse.Namespace) -> int:
         return merge(args)
     if not args.checkpoint:
         raise NMTError("--checkpoint is required (except with --merge)")
-    for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
+    for flag, value in (
+        ("--chunk-lines", args.chunk_lines),
+        ("--max-source-len", args.max_source_len or 1),
+        ("--workers", args.workers),
+    ):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
     if args.wait_ms < 0:
@@ -189,8 +201,9 @@ def _translate(args: argparse.Namespace) -> int:
     if args.engine == "ctranslate2":
         translator = _ct2_translator(args)
     else:
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
+        threads = args.threads or torch.get_num_threads()
+        if args.threads > 0 or args.workers > 1:
+            torch.set_num_threads(max(1, threads // args.workers))
         translator = Translator.from_checkpoints(
             args.checkpoint,
             device=shard_device(resolve_device(args.device), local_rank),
@@ -201,6 +214,7 @@ def _translate(args: argparse.Namespace) -> int:
             alignment_heads=args.alignment_heads,
             seed=args.seed,
             precision=args.precision or InferencePrecision.fp32,
+            workers=args.workers,
         )
     loaded = time.perf_counter()
     if not translator.cfg.sampling:
