@@ -49,6 +49,10 @@ def test_beams_share_their_sentences_memory_and_attend_as_if_copied():
         lp_b, attn_b, state_b = model.decode_step(tokens[:, t], state_b, per_row(beams), need_attention=True)
         torch.testing.assert_close(lp_a, lp_b, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(attn_a, attn_b, atol=1e-6, rtol=1e-5)
+    full_a, full_attn_a = model.decode(tokens, beams, need_attention=True)  # teacher forcing: T queries per row
+    full_b, full_attn_b = model.decode(tokens, per_row(beams), need_attention=True)
+    torch.testing.assert_close(full_a, full_b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full_attn_a, full_attn_b, atol=1e-6, rtol=1e-5)
     # Finished sentences leave: the groups stay, the memory keeps only the live sentences' rows.
     keep = torch.tensor([0, 2])
     left = reorder(beams, (keep[:, None] * 4 + torch.arange(4)).view(-1))
