@@ -134,6 +134,18 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class InferencePrecision(str, Enum):
+    """Decoding formats: the training ones and int8 (dynamic quantisation, see :mod:`nmt.models.inference`).
+
+    A separate type so that ``train.precision=int8`` is refused: int8 has no training meaning here.
+    """
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
 class Schedule(str, Enum):
     constant = "constant"
     inverse_sqrt = "inverse_sqrt"

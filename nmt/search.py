@@ -312,9 +312,10 @@ def _beam(
         if capped is not None:
             done |= capped
         done |= ~(new_score > NEG_INF).any(dim=1)  # nothing left to extend (tiny vocabularies)
-        if bool(done.all()):
+        n_done = int(done.sum())  # one host sync for both questions
+        if n_done == done.numel():
             break
-        if bool(done.any()):
+        if n_done:
             keep = (~done).nonzero().squeeze(1)
             beam_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
             enc = reorder(enc, beam_rows)

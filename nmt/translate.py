@@ -11,8 +11,10 @@ fixed-size chunks, so memory stays flat.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,12 @@ import torch
 
 from nmt.analysis.alignment import Link, attention_to_links, format_pharaoh
 from nmt.checkpoint import check_same_direction, check_same_vocabulary, load_for_inference
-from nmt.config import AttentionType, ConfigError, NMTConfig, Precision, RNNConfig, SearchConfig
+from nmt.config import AttentionType, ConfigError, InferencePrecision, NMTConfig, RNNConfig, SearchConfig
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, DataError
 from nmt.models.base import Seq2Seq
 from nmt.models.ensemble import Ensemble
+from nmt.models.inference import autocast_precision, prepare_for_inference
 from nmt.search import Hypothesis, translate_ids
 
 log = logging.getLogger(__name__)
@@ -130,13 +133,13 @@ def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict") -> Iterator[str]:
-    """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``.
+def decode_lines(raw: Iterable[bytes], *, name: str, errors: str = "strict", first_line: int = 1) -> Iterator[str]:
+    """Bytes lines -> text lines without ``\\n`` / ``\\r\\n``; ``first_line`` numbers the first (1-based).
 
     Raises:
         DataError: invalid UTF-8 with ``errors="strict"``, naming the input and the 1-based line.
     """
-    for number, line in enumerate(raw, start=1):
+    for number, line in enumerate(raw, start=first_line):
         try:
             text = line.decode("utf-8", errors=errors)
         except UnicodeDecodeError as e:
@@ -159,7 +162,13 @@ class Translator:
         need_attention: keep attention matrices (for alignments and dumps).
         generator: random stream for sampling.
         config: the checkpoint's config (kept for callers, e.g. its test sets).
-        precision: ``fp32``, or ``bf16``/``fp16`` to run the model under autocast.
+        precision: the decoding format (see :mod:`nmt.models.inference`): ``fp32``; ``bf16`` (a bf16 copy of the
+            model); ``fp16`` (autocast); ``int8`` (a copy with int8 linear layers, CPU).
+        workers: decoding threads: a chunk's sentences are dealt out among them (by length, round robin) and each
+            searches its share in its own batches, so several cores work on separate batches instead of on the
+            small operations of one (set torch's threads to cores / workers). The outputs are the same as with one
+            worker (batch composition does not change fp32 outputs). Sampling always uses one (its draws follow
+            one random stream).
     """
 
     def __init__(
@@ -173,12 +182,18 @@ class Translator:
         need_attention: bool = False,
         generator: torch.Generator | None = None,
         config: NMTConfig | None = None,
-        precision: Precision = Precision.fp32,
+        precision: InferencePrecision = InferencePrecision.fp32,
+        workers: int = 1,
     ) -> None:
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.config = config  # the (first) checkpoint's whole config, when loaded from one
-        self.precision = Precision(precision)
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self.precision = InferencePrecision(precision)
         self.device = torch.device(device)
+        self.model = prepare_for_inference(model, self.precision, self.device)
+        self.tokenizer, self.cfg = tokenizer, cfg
+        self.config = config  # the (first) checkpoint's whole config, when loaded from one
         self.max_source_len = max_source_len
         self.need_attention = need_attention
         self.generator = generator
@@ -196,7 +211,8 @@ class Translator:
         alignment_layer: int | None = None,
         alignment_heads: list[int] | None = None,
         seed: int | None = None,
-        precision: Precision = Precision.fp32,
+        precision: InferencePrecision = InferencePrecision.fp32,
+        workers: int = 1,
     ) -> Translator:
         """Load checkpoint(s); ``search`` overrides fields of the checkpoint's own search config."""
         model, tokenizer, cfg = load_models(list(paths), device)
@@ -218,6 +234,7 @@ class Translator:
             generator=generator,
             config=cfg,
             precision=precision,
+            workers=workers,
         )
 
     def translate(
@@ -258,6 +275,28 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """Hypotheses for every source (piece ids, no specials), in input order: the one step another engine
         (:class:`nmt.export.ct2_translate.CT2Translator`) replaces; tokenization and output handling stay here."""
+        workers = 1 if self.cfg.sampling else min(self.workers, len(src_ids))
+        if workers <= 1:
+            return self._search_part(src_ids, progress)
+        by_length = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        shares = [by_length[w::workers] for w in range(workers)]  # the same mix of lengths for every worker
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nmt-decode")
+        if progress is not None:  # called from every worker: one at a time
+            lock, report = threading.Lock(), progress
+
+            def progress(n: int) -> None:
+                with lock:
+                    report(n)
+
+        results: list[list[Hypothesis]] = [[] for _ in src_ids]
+        done = self._pool.map(lambda share: self._search_part([src_ids[i] for i in share], progress), shares)
+        for share, hyps in zip(shares, done):
+            for i, h in zip(share, hyps):
+                results[i] = h
+        return results
+
+    def _search_part(self, src_ids: list[list[int]], progress: Callable[[int], None] | None) -> list[list[Hypothesis]]:
         return translate_ids(
             self.model,
             src_ids,
@@ -265,7 +304,7 @@ class Translator:
             device=self.device,
             need_attention=self.need_attention,
             generator=self.generator,
-            precision=self.precision,
+            precision=autocast_precision(self.precision),
             progress=progress,
         )
 
@@ -276,6 +315,7 @@ class Translator:
         chunk_lines: int = 10_000,
         progress: Callable[[int], None] | None = None,
         chunked: bool = False,
+        first_line: int = 1,
     ) -> Iterator[Translation]:
         """Translate an iterable of lines chunk by chunk, yielding results in input order.
 
@@ -283,8 +323,9 @@ class Translator:
             lines: text lines, read ``chunk_lines`` at a time; with ``chunked``, lists of lines already grouped
                 (e.g. by :func:`nmt.cli.reading.arrivals`), each translated as it comes.
             progress: called with the number of lines finished after each batch.
+            first_line: the number of the first line (1-based, as in :meth:`translate`).
         """
-        first = 1
+        first = first_line
         for chunk in lines if chunked else chunks(lines, chunk_lines):  # type: ignore[arg-type]
             yield from self.translate(chunk, first_line=first, progress=progress)
             first += len(chunk)

@@ -1,4 +1,4 @@
-"""Decoding engines side by side on one model: nmt (fp32, bf16, int8 when it exists) and CTranslate2 (fp32, int8).
+"""Decoding engines side by side on one model: nmt (fp32, bf16, int8) and CTranslate2 (fp32, int8).
 
     .venv/bin/python scripts/bench_engines.py --checkpoint runs/x/checkpoints/best.pt
     .venv/bin/python scripts/bench_engines.py -c best.pt --repeats 5 --engines nmt-fp32 ct2-int8 --modes beam5
@@ -10,8 +10,9 @@ The checkpoint is exported with ``nmt-export --format ctranslate2`` (float32 and
 --threads threads (CTranslate2: intra_threads=N, inter_threads=1), with the same source-token budget per batch, the
 same length penalty α and the same output cap (the checkpoint's search settings unless given). Engines:
 
-- ``nmt-fp32``, ``nmt-bf16`` (autocast), ``nmt-int8`` (only when ``nmt.config.Precision`` has ``int8``):
-  :class:`nmt.translate.Translator`, i.e. ``nmt-translate``.
+- ``nmt-fp32``, ``nmt-bf16`` (a bf16 copy of the model), ``nmt-int8`` (int8 dynamic quantisation):
+  :class:`nmt.translate.Translator`, i.e. ``nmt-translate --precision``; with ``--nmt-workers W``, W decoding
+  threads on separate batches with threads / W torch threads each (``nmt-translate --workers``).
 - ``ct2-fp32``, ``ct2-int8``: :class:`nmt.export.ct2_translate.CT2Translator` (``nmt-translate --engine
   ctranslate2``) on the float32 and the int8 export: nmt's batches and tokenization, CTranslate2's decoder.
 - ``ct2native-fp32``, ``ct2native-int8``: ``ctranslate2.Translator.translate_batch`` used directly, as a CTranslate2
@@ -48,10 +49,10 @@ CT2_ENGINES = ["ct2-fp32", "ct2-int8", "ct2native-fp32", "ct2native-int8"]
 
 
 def nmt_precisions() -> list[str]:
-    """nmt's precisions for decoding on the CPU: fp32, bf16 and int8 where ``Precision`` offers it (fp16 is slow)."""
-    from nmt.config import Precision
+    """nmt's precisions for decoding on the CPU: fp32, bf16 and int8 (fp16 is slow on CPUs)."""
+    from nmt.config import InferencePrecision
 
-    return [p for p in ("fp32", "bf16", "int8") if p in {x.value for x in Precision}]
+    return [p for p in ("fp32", "bf16", "int8") if p in {x.value for x in InferencePrecision}]
 
 
 def read_gz(path: Path, n: int) -> list[str]:
@@ -132,10 +133,13 @@ def worker(spec: dict) -> dict:
 
         from nmt.translate import Translator
 
-        torch.set_num_threads(spec["threads"])
+        workers = spec.get("workers", 1)
+        torch.set_num_threads(max(1, spec["threads"] // workers))
 
         def make(search):
-            return Translator.from_checkpoints([spec["checkpoint"]], device="cpu", search=search, precision=precision)
+            return Translator.from_checkpoints(
+                [spec["checkpoint"]], device="cpu", search=search, precision=precision, workers=workers
+            )
     elif family == "ct2":
         from nmt.export.ct2_translate import CT2Translator
 
@@ -238,6 +242,7 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--sentences", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--nmt-workers", type=int, default=1, help="nmt's decoding threads (threads / W torch threads each)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and search (best one counts)")
     p.add_argument("--max-tokens", type=int, default=2048, help="source tokens per batch, every engine")
     p.add_argument("--lenpen", type=float, help="length penalty α (default: the checkpoint's)")
@@ -279,11 +284,12 @@ def main() -> None:
                 if x.startswith("model name")), platform.processor())  # fmt: skip
     print(f"# {args.checkpoint}: {len(lines)} sentences of test_2016_flickr, {args.threads} threads, batches of "
           f"<= {args.max_tokens} source tokens, lenpen {search['lenpen']}, cap {search['max_len_a']} * source + "
-          f"{search['max_len_b']}, best of {args.repeats} after a warm-up")  # fmt: skip
+          f"{search['max_len_b']}, best of {args.repeats} after a warm-up, nmt workers {args.nmt_workers}")  # fmt: skip
     print(f"# {cpu}; torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}; "
           f"load average before: {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     rows = []
     base = {"lines": lines, "threads": args.threads, "repeats": args.repeats, "modes": args.modes}
+    base["workers"] = args.nmt_workers
     for engine in engines:
         spec = {**base, "engine": engine, "checkpoint": args.checkpoint, "exports": exports, "search": search}
         print(f"# running {engine} ...", file=sys.stderr, flush=True)

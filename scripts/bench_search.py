@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--batch-tokens", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
 

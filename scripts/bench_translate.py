@@ -171,7 +171,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--no-alignments", dest="alignments", action="store_false", help="skip the runs with alignments")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir")
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "nmt-bench"))

@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from nmt.api.records import AlignmentResult, Candidate, ScoreResult, TranslationResult
-from nmt.config import AttentionType, ConfigError, NMTConfig, Positions, Precision, RNNConfig, SearchConfig
+from nmt.config import AttentionType, ConfigError, InferencePrecision, NMTConfig, Positions, RNNConfig, SearchConfig
 from nmt.data.batch import collate
 from nmt.data.batching import length_batches
 from nmt.device import resolve_device
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq
+from nmt.models.inference import autocast_precision, prepare_for_inference
 from nmt.search import autocast, length_penalty
 from nmt.specials import PAD_ID
 from nmt.translate import Translation, Translator, load_models
@@ -32,7 +33,7 @@ def load(
     checkpoint: str | Path | Sequence[str | Path],
     *,
     device: str | torch.device = "auto",
-    precision: str | Precision = "fp32",
+    precision: str | InferencePrecision = "fp32",
     max_source_len: int | None = None,
 ) -> Model:
     """Load a checkpoint (or several: an ensemble over one vocabulary) for translation, alignment and scoring.
@@ -40,7 +41,8 @@ def load(
     Args:
         checkpoint: a ``.pt`` file written by ``nmt-train`` or ``nmt-average``; a list makes an ensemble.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32``, or ``bf16``/``fp16`` to translate and score under autocast (as ``--precision``).
+        precision: ``fp32``, ``bf16`` (a bf16 copy of the model), ``fp16`` (autocast) or ``int8`` (int8 linear
+            layers, CPU), as ``--precision`` (see :mod:`nmt.models.inference`).
         max_source_len: longer sources are truncated to this many pieces (default: the checkpoint's
             ``data.max_len``, as ``nmt-translate``).
     Raises:
@@ -54,9 +56,9 @@ def load(
         print(model.translate(["Ein Hund rennt."])[0].text)
     """
     try:
-        precision = Precision(precision)
+        precision = InferencePrecision(precision)
     except ValueError:
-        raise ConfigError(f"precision must be one of fp32, bf16, fp16, got {precision!r}") from None
+        raise ConfigError(f"precision must be one of fp32, bf16, fp16, int8, got {precision!r}") from None
     if max_source_len is not None and max_source_len < 1:
         raise ConfigError(f"max_source_len must be positive, got {max_source_len}")
     paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
@@ -74,7 +76,7 @@ class Model:
         tokenizer: its tokenizer.
         config: the (first) checkpoint's config: search defaults, maximum source length, alignment defaults.
         device: where batches go.
-        precision: autocast format for translation and scoring.
+        precision: decoding format for translation and scoring (the model is prepared for it once, here).
         max_source_len: longer sources are truncated (default ``config.data.max_len``).
     """
 
@@ -85,12 +87,13 @@ class Model:
         config: NMTConfig,
         *,
         device: torch.device | str = "cpu",
-        precision: Precision | str = Precision.fp32,
+        precision: InferencePrecision | str = InferencePrecision.fp32,
         max_source_len: int | None = None,
     ) -> None:
-        self.model, self.tokenizer, self.config = model, tokenizer, config
         self.device = torch.device(device)
-        self.precision = Precision(precision)
+        self.precision = InferencePrecision(precision)
+        self.model = prepare_for_inference(model, self.precision, self.device)
+        self.tokenizer, self.config = tokenizer, config
         self.max_source_len = max_source_len or config.data.max_len
 
     def __repr__(self) -> str:
@@ -345,7 +348,7 @@ class Model:
         self.model.eval()
         try:
             batch = collate(src, tgt, list(range(len(src)))).to(self.device)
-            with autocast(self.device, self.precision):
+            with autocast(self.device, autocast_precision(self.precision)):
                 logits, _ = self.model.decode(batch.tgt_in, self.model.encode(batch.src, batch.src_lengths))
             # float32 log-softmax, as decode_step computes the log-probabilities search adds up
             lp = torch.log_softmax(logits.float(), dim=-1).gather(2, batch.tgt_out[:, :, None]).squeeze(2)  # (B, T+1)

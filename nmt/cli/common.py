@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from nmt import __version__
-from nmt.config import Precision, SearchConfig
+from nmt.config import InferencePrecision, SearchConfig
 from nmt.errors import EXIT_USER_ERROR, DataError, NMTError
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def add_search_flags(group: Any, *, exclude: Sequence[str] = ()) -> list[str]:
 
 
 def add_running_flags(
-    group: Any, *, precision: bool = True, precision_default: Precision | None = Precision.fp32
+    group: Any, *, precision: bool = True, precision_default: InferencePrecision | None = InferencePrecision.fp32
 ) -> None:
     """``--device``, ``--precision`` and ``--threads``, the same for every tool that runs a model (a
     ``precision_default`` of None lets the tool choose, e.g. the engine's own type)."""
@@ -88,10 +88,11 @@ def add_running_flags(
     if precision:
         group.add_argument(
             "--precision",
-            type=Precision,
-            choices=[p.value for p in Precision],
+            type=InferencePrecision,
+            choices=[p.value for p in InferencePrecision],
             default=precision_default,
-            help="fp32, or bf16/fp16 to run the model under autocast (default: fp32"
+            help="fp32; bf16 (a bf16 copy of the model: the fast choice on CPUs with AVX512-BF16/AMX and on GPUs); "
+            "fp16 (autocast, GPUs); int8 (dynamic quantisation of the linear layers, CPU) (default: fp32"
             + ("; ctranslate2: the export's weight type)" if precision_default is None else ")"),
         )
     group.add_argument(

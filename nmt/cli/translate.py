@@ -30,7 +30,16 @@ from nmt.cli.common import (
     setup_logging,
 )
 from nmt.cli.reading import CountingLines, arrivals, is_terminal, regular_file_size
-from nmt.config import Precision
+from nmt.cli.shards import (
+    add_shard_flags,
+    check_files,
+    merge,
+    merge_when_complete,
+    shard_device,
+    torchrun_shard,
+    translate_shard,
+)
+from nmt.config import InferencePrecision
 from nmt.errors import NMTError
 
 PROG = "nmt-translate"
@@ -90,13 +99,23 @@ engines (--engine):
   CTranslate2 ranks by log p / |y|^lenpen (|y| without EOS) and caps lengths per batch (each output is then cut to
   its own cap), and --nbest scores are CTranslate2's. --precision picks a CTranslate2 compute type (default: the
   export's weight type); --threads sets its intra_threads. No alignments, no ensembles.
+
+sharding (one input over several processes or machines):
+  torchrun --nproc_per_node=N -m nmt.cli.translate -c CKPT -i FILE -o OUT   (also over several nodes)
+  Every rank translates a contiguous range of the input's lines on its own device (cuda:LOCAL_RANK, or the CPU
+  with --threads each) into OUT.shard-RANK-of-N; rank 0 then joins the shards in input order into OUT. The output
+  is the same as one process's. A rank started again (the same command) resumes its shard from its last chunk
+  (--chunk-lines) instead of starting over: progress is recorded in OUT.shard-K-of-N.json after every chunk.
+  Without torchrun, e.g. as a SLURM job array, each job runs --shard K/N (K = 0..N-1) and, once all are done,
+  nmt-translate --merge -o OUT [--alignments A] joins them. Input and outputs must be files on a file system
+  every process sees.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(PROG, "Translate text with nmt checkpoints (stdin to stdout by default).", EPILOG)
     p.add_argument(
-        "--checkpoint", "-c", nargs="+", required=True, metavar="CKPT", help="one or more (ensemble); an export DIR"
+        "--checkpoint", "-c", nargs="+", metavar="CKPT", help="one or more (ensemble); an export DIR (required)"
     )
     p.add_argument("--input", "-i", default="-", metavar="FILE", help="source text, one sentence a line (- = stdin)")
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="translations (- = stdout)")
@@ -130,7 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=["nmt", "ctranslate2"], default="nmt", help="ctranslate2: run an nmt-export directory"
     )
     add_running_flags(r, precision_default=None)
+    r.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=1,
+        help="decoding threads, each searching its own batches with --threads/N torch threads (the CPU's cores "
+        "kept busy by separate batches rather than one batch's small operations); outputs do not change",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
+    add_shard_flags(p.add_argument_group("sharding (see below; under torchrun, by rank)"))
     return p
 
 
@@ -148,27 +176,45 @@ def _translate(args: argparse.Namespace) -> int:
 
     from nmt.translate import Translator, chunks, decode_lines
 
-    for flag, value in (("--chunk-lines", args.chunk_lines), ("--max-source-len", args.max_source_len or 1)):
+    if args.merge:
+        if args.shard is not None:
+            raise NMTError("--merge joins finished shards: drop --shard")
+        return merge(args)
+    if not args.checkpoint:
+        raise NMTError("--checkpoint is required (except with --merge)")
+    for flag, value in (
+        ("--chunk-lines", args.chunk_lines),
+        ("--max-source-len", args.max_source_len or 1),
+        ("--workers", args.workers),
+    ):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
     if args.wait_ms < 0:
         raise NMTError(f"--wait-ms must be 0 or more, got {args.wait_ms:g}")
+    ranked = torchrun_shard()
+    if ranked is not None and args.shard is not None:
+        raise NMTError("--shard: under torchrun every rank takes its shard from RANK and WORLD_SIZE; drop --shard")
+    shard, local_rank = ranked if ranked is not None else (args.shard, 0)
+    if shard is not None:
+        check_files(args, "torchrun" if ranked is not None else "--shard")
     start = time.perf_counter()
     if args.engine == "ctranslate2":
         translator = _ct2_translator(args)
     else:
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
+        threads = args.threads or torch.get_num_threads()
+        if args.threads > 0 or args.workers > 1:
+            torch.set_num_threads(max(1, threads // args.workers))
         translator = Translator.from_checkpoints(
             args.checkpoint,
-            device=resolve_device(args.device),
+            device=shard_device(resolve_device(args.device), local_rank),
             search=overrides(args),
             max_source_len=args.max_source_len,
             need_attention=args.alignments is not None,
             alignment_layer=args.alignment_layer,
             alignment_heads=args.alignment_heads,
             seed=args.seed,
-            precision=args.precision or Precision.fp32,
+            precision=args.precision or InferencePrecision.fp32,
+            workers=args.workers,
         )
     loaded = time.perf_counter()
     if not translator.cfg.sampling:
@@ -177,6 +223,19 @@ def _translate(args: argparse.Namespace) -> int:
         if given:
             raise NMTError(f"--sampling-{given[0]} only applies to sampling: add --sampling")
     nbest = translator.cfg.nbest
+
+    def render(t) -> list[bytes]:
+        parts = [format_translation(t, nbest).encode("utf-8")]
+        if args.alignments is not None:
+            parts.append((translator.links(t, threshold=args.alignment_threshold) + "\n").encode("utf-8"))
+        return parts
+
+    if shard is not None:
+        translate_shard(args, translator, shard, render)
+        if ranked is not None and shard.index == 0:
+            merge_when_complete(args, shard.count)
+        _summary(args, translator, start, loaded, f" (shard {shard})")
+        return 0
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_input(args.input))
         out = stack.enter_context(open_output(args.output))
@@ -212,16 +271,21 @@ def _translate(args: argparse.Namespace) -> int:
                 out.flush()
                 if align is not None:
                     align.flush()
-    if not args.quiet:
-        st, wall = translator.stats, time.perf_counter() - loaded
-        print(
-            f"{PROG}: {st.sentences} sentences in {wall:.2f} s (+{loaded - start:.2f} s loading): "
-            f"{st.sentences / max(wall, 1e-9):.1f} sentences/s, {st.pieces / max(wall, 1e-9):.0f} tokens/s "
-            f"(output pieces incl. EOS), {st.words / max(wall, 1e-9):.0f} words/s"
-            + (f"; {len(st.truncated)} lines truncated" if st.truncated else ""),
-            file=sys.stderr,
-        )
+    _summary(args, translator, start, loaded, "")
     return 0
+
+
+def _summary(args: argparse.Namespace, translator, start: float, loaded: float, what: str) -> None:
+    if args.quiet:
+        return
+    st, wall = translator.stats, time.perf_counter() - loaded
+    print(
+        f"{PROG}: {st.sentences} sentences{what} in {wall:.2f} s (+{loaded - start:.2f} s loading): "
+        f"{st.sentences / max(wall, 1e-9):.1f} sentences/s, {st.pieces / max(wall, 1e-9):.0f} tokens/s "
+        f"(output pieces incl. EOS), {st.words / max(wall, 1e-9):.0f} words/s"
+        + (f"; {len(st.truncated)} lines truncated" if st.truncated else ""),
+        file=sys.stderr,
+    )
 
 
 def _progress_bar(args: argparse.Namespace, src: Any) -> Any:

@@ -141,12 +141,13 @@ class LuongAttention(_RNNAttention):
 def _fused_is_faster(q: Tensor, k: Tensor) -> bool:
     """Whether to use the fused SDPA kernel when no weights are wanted.
 
-    Always on CUDA and in float32. On the CPU its bf16/fp16 flash kernel is slow: for NMT-sized blocks
-    (128 × 4 heads × 30 × 32, head size 64) its forward+backward took 26 ms against 6.5 ms for the explicit
-    path on this machine's 2 AMX cores (float32: 6.9 ms fused, 9.4 ms explicit), so short low-precision
-    blocks take the explicit path.
+    Always on CUDA, in float32 and for one query per row (a decoding step, whose keys are a strided view of the
+    cache that the explicit path would copy first). On the CPU its bf16/fp16 flash kernel is otherwise slow: for
+    NMT-sized blocks (128 × 4 heads × 30 × 32, head size 64) its forward+backward took 26 ms against 6.5 ms for
+    the explicit path on this machine's 2 AMX cores (float32: 6.9 ms fused, 9.4 ms explicit), so short
+    low-precision blocks take the explicit path.
     """
-    return q.is_cuda or q.dtype == torch.float32 or q.size(-2) * k.size(-2) > 256 * 256
+    return q.is_cuda or q.dtype == torch.float32 or q.size(-2) == 1 or q.size(-2) * k.size(-2) > 256 * 256
 
 
 def dot_product_attention(

@@ -3,9 +3,11 @@
 Conventions (all models):
 - Tensors are batch-first. ``src`` (B, S) and ``tgt_in`` (B, T) are int64 ids, right-padded with ``pad_id``.
 - ``src_pad_mask`` is bool (B, S), **True at padding** (PyTorch's ``key_padding_mask`` convention).
-- An :data:`EncoderOutput` and a :data:`DecoderState` are plain ``dict[str, Tensor]`` whose every tensor has
-  the batch in dimension 0, so beam search reorders or expands them generically with :func:`reorder`
-  without knowing which model it holds. ``EncoderOutput`` always has ``"src_pad_mask"``.
+- An :data:`EncoderOutput` and a :data:`DecoderState` are ``dict[str, Tensor]`` whose every tensor has the batch
+  in dimension 0, so beam search reorders or expands them generically with :func:`reorder` without knowing
+  which model it holds. ``EncoderOutput`` always has ``"src_pad_mask"``. A model may return a
+  :class:`Reorderable` instead: a dict that also keeps data outside its items (a key/value cache with room to
+  grow, keys shared by a sentence's beams) and reorders itself without copying what it can share.
 - Attention weights (when asked) are (B, T, S) or (B, S) for one step: rows sum to 1 over real source
   positions and are exactly 0 on source padding (the columns include the source ``<eos>``).
 """
@@ -21,13 +23,28 @@ EncoderOutput = dict[str, Tensor]
 DecoderState = dict[str, Tensor]
 
 
+class Reorderable(dict[str, Tensor], ABC):
+    """An encoder output or decoder state that reorders itself (see :func:`reorder`).
+
+    Its items still follow the contract (batch in dim 0); :meth:`reorder` must give the same items as reordering
+    each of them, and may share or reuse what it keeps besides.
+    """
+
+    @abstractmethod
+    def reorder(self, index: Tensor) -> Reorderable:
+        """The batch rows ``index`` (B',) of this state, as a new object (this one stays valid)."""
+
+
 def reorder(tensors: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
     """Select/repeat batch rows of every tensor (beam reordering and beam expansion).
 
     Args:
-        tensors: an encoder output or decoder state (batch in dim 0 of every tensor).
+        tensors: an encoder output or decoder state (batch in dim 0 of every tensor), or a :class:`Reorderable`
+            (which does it itself).
         index: (B',) int64 row indices into the old batch.
     """
+    if isinstance(tensors, Reorderable):
+        return tensors.reorder(index)
     return {k: v.index_select(0, index) for k, v in tensors.items()}
 
 

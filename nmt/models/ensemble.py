@@ -1,9 +1,11 @@
 """An ensemble of models over one vocabulary, itself a :class:`Seq2Seq`, so search needs no special case.
 
-Each member keeps its own encoder output and decoder state; they are stored in one dict under keys prefixed with
-the member's index (``"0.memory"``, ``"1.hidden"``, ...), so :func:`~nmt.models.base.reorder` still reorders
-everything generically. At every step the members' distributions are averaged in probability space,
-``log((1/n) sum_i p_i) = logsumexp_i(log p_i) - log n``, and their attention weights are averaged.
+Each member keeps its own encoder output and decoder state; they are held by one :class:`Members` dict whose items
+are the members' items under keys prefixed with the member's index (``"0.memory"``, ``"1.hidden"``, ...), and which
+reorders each member's part with :func:`~nmt.models.base.reorder` (so a member's own
+:class:`~nmt.models.base.Reorderable` state keeps its shortcuts). At every step the members' distributions are
+averaged in probability space, ``log((1/n) sum_i p_i) = logsumexp_i(log p_i) - log n``, and their attention weights
+are averaged.
 """
 
 from __future__ import annotations
@@ -14,16 +16,28 @@ import torch
 from torch import Tensor, nn
 
 from nmt.config import ConfigError
-from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq
+from nmt.models.base import DecoderState, EncoderOutput, Reorderable, Seq2Seq, reorder
+
+
+class Members(Reorderable):
+    """The members' encoder outputs or decoder states, in member order; items: theirs, prefixed ``"{i}."``, and the
+    first member's ``src_pad_mask`` when it has one."""
+
+    def __init__(self, parts: list[dict[str, Tensor]]) -> None:
+        super().__init__((f"{i}.{k}", v) for i, part in enumerate(parts) for k, v in part.items())
+        if "src_pad_mask" in parts[0]:
+            self["src_pad_mask"] = parts[0]["src_pad_mask"]
+        self.parts = parts
+
+    def reorder(self, index: Tensor) -> Members:
+        return Members([reorder(part, index) for part in self.parts])
 
 
 def _split(d: dict[str, Tensor], i: int) -> dict[str, Tensor]:
+    if isinstance(d, Members):
+        return d.parts[i]
     prefix = f"{i}."
     return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
-
-
-def _join(d: dict[str, Tensor], i: int) -> dict[str, Tensor]:
-    return {f"{i}.{k}": v for k, v in d.items()}
 
 
 class Ensemble(Seq2Seq):
@@ -63,11 +77,7 @@ class Ensemble(Seq2Seq):
         return attns[0] if len(attns) == 1 else torch.stack(attns).mean(0)  # type: ignore[arg-type]
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
-        out: EncoderOutput = {}
-        for i, m in enumerate(self.members):
-            out.update(_join(m.encode(src, src_lengths), i))
-        out["src_pad_mask"] = out["0.src_pad_mask"]
-        return out
+        return Members([m.encode(src, src_lengths) for m in self.members])
 
     def decode(
         self, tgt_in: Tensor, enc: EncoderOutput, *, need_attention: bool = False
@@ -81,21 +91,18 @@ class Ensemble(Seq2Seq):
         return self._mean_log_probs(log_probs), self._mean_attention(attns)
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
-        state: DecoderState = {}
-        for i, m in enumerate(self.members):
-            state.update(_join(m.init_state(_split(enc, i)), i))
-        return state
+        return Members([m.init_state(_split(enc, i)) for i, m in enumerate(self.members)])
 
     def decode_step(
         self, prev_tokens: Tensor, state: DecoderState, enc: EncoderOutput, *, need_attention: bool = False
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
-        log_probs, attns, new_state = [], [], {}
+        log_probs, attns, new_state = [], [], []
         for i, m in enumerate(self.members):
             lp, attn, st = m.decode_step(prev_tokens, _split(state, i), _split(enc, i), need_attention=need_attention)
             log_probs.append(lp)
             attns.append(attn)
-            new_state.update(_join(st, i))
-        return self._mean_log_probs(log_probs), self._mean_attention(attns), new_state
+            new_state.append(st)
+        return self._mean_log_probs(log_probs), self._mean_attention(attns), Members(new_state)
 
     def set_alignment(self, *, layer: int | None = None, heads: list[int] | None = None) -> None:
         for m in self.members:

@@ -1,9 +1,11 @@
 """Transformer (Vaswani et al. 2017) on PyTorch's fused ``scaled_dot_product_attention``.
 
 - Self-attention uses one fused QKV projection; cross-attention keys/values of every decoder layer are computed
-  once per sentence in :meth:`Transformer.encode` and kept in the encoder output (so beams reorder them).
+  once per sentence in :meth:`Transformer.encode` and kept in the encoder output, a
+  :class:`~nmt.models.cache.SourceMemory` whose rows a sentence's beams share.
 - Teacher-forced decoder self-attention is ``is_causal=True``; incremental decoding keeps a per-layer K/V cache
-  (``k{i}``/``v{i}``: (B, heads, t, head_dim)) in the state and attends to it without a mask.
+  (a :class:`~nmt.models.cache.DecoderCache`: items ``k{i}``/``v{i}`` (B, heads, t, head_dim), written in place)
+  and attends to it without a mask.
 - Attention weights for dumps come from an explicit softmax path for the alignment layer only, only when asked;
   ``explicit = True`` routes *all* attention through the explicit path (to compare it with the fused one).
 - Sinusoidal positions are computed for any length; learned positions stop with a clear error past the table.
@@ -22,6 +24,7 @@ from nmt.config import ConfigError, Norm, Positions, TransformerConfig, alignmen
 from nmt.errors import DataError
 from nmt.models.attention import attend_mask, dot_product_attention
 from nmt.models.base import DecoderState, EncoderOutput, Seq2Seq, padding_mask
+from nmt.models.cache import DecoderCache, SourceMemory
 from nmt.models.dropout import Dropout
 from nmt.specials import BOS_ID, EOS_ID, PAD_ID
 
@@ -84,30 +87,40 @@ class MultiHeadAttention(nn.Module):
         *,
         allowed: Tensor | None = None,
         causal: bool = False,
-        cache: tuple[Tensor, Tensor] | None = None,
+        step: tuple[Tensor, int] | None = None,
         kv: tuple[Tensor, Tensor] | None = None,
+        group: int = 1,
         need_weights: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` (B, T, d_model).
 
         Args:
-            allowed: SDPA mask (True = attend), e.g. (B, 1, 1, S) from :func:`attend_mask`.
+            allowed: SDPA mask (True = attend), e.g. (B, 1, 1, S) from :func:`attend_mask` (per kv row).
             causal: causal self-attention over x itself (teacher forcing).
-            cache: self-attention keys/values of the earlier positions (B, heads, t, head_dim), extended by x's.
-            kv: precomputed cross-attention keys/values (cross-attention only).
+            step: incremental self-attention: (buffer (B, capacity, 2, heads, head_dim), t) of a
+                :class:`~nmt.models.cache.DecoderCache`; x (B, 1, d_model) is position t, its keys/values are
+                written into the buffer at t and it attends to positions 0..t.
+            kv: precomputed cross-attention keys/values (n, heads, S, head_dim) (cross-attention only).
+            group: consecutive rows of x that share one kv row (n = B / group), see :mod:`nmt.models.cache`.
             need_weights: return the weights (B, heads, T, S) from the explicit path.
         Returns:
-            output (B, T, d_model), the self-attention (keys, values) incl. x's (None for cross), weights or None.
+            output (B, T, d_model), weights or None.
         """
+        B, T, _ = x.shape
+        H, D = self.heads, self.head_dim
         if self.cross:
             q = self._heads(self.q_proj(x), 1)[0]
             k, v = kv
-            new_cache = None
-        else:
+            if group > 1:  # (B, H, T, D) -> (n, H, group·T, D): a group's queries against its one kv row
+                q = q.reshape(B // group, group, H, T, D).transpose(1, 2).reshape(B // group, H, group * T, D)
+        elif step is None:
             q, k, v = self._heads(self.qkv_proj(x), 3)
-            if cache is not None:  # a new tensor each step: a state is never modified in place
-                k, v = torch.cat([cache[0].to(k.dtype), k], dim=2), torch.cat([cache[1].to(v.dtype), v], dim=2)
-            new_cache = (k, v)
+        else:
+            buffer, t = step
+            qkv = self.qkv_proj(x).view(B, 3, H, D)  # T = 1
+            buffer[:, t] = qkv[:, 1:]
+            q = qkv[:, 0, :, None]  # (B, H, 1, D)
+            k, v = buffer[:, : t + 1, 0].transpose(1, 2), buffer[:, : t + 1, 1].transpose(1, 2)
         out, weights = dot_product_attention(
             q,
             k,
@@ -117,7 +130,12 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             explicit=self.explicit or need_weights,
         )
-        return self._merge(out), new_cache, weights
+        if self.cross and group > 1:  # back to one row per query: (n, H, group·T, ·) -> (B, H, T, ·)
+            out = out.reshape(B // group, H, group, T, D).transpose(1, 2).reshape(B, H, T, D)
+            if weights is not None:
+                S = weights.size(-1)
+                weights = weights.reshape(B // group, H, group, T, S).transpose(1, 2).reshape(B, H, T, S)
+        return self._merge(out), weights
 
 
 class FeedForward(nn.Sequential):
@@ -162,20 +180,24 @@ class DecoderLayer(nn.Module):
         *,
         cross_kv: tuple[Tensor, Tensor],
         allowed: Tensor,
-        cache: tuple[Tensor, Tensor] | None,
+        group: int,
+        step: tuple[Tensor, int] | None,
         need_weights: bool,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
-        """(B, T, d) -> (B, T, d), the self-attention cache incl. x, cross-attention weights or None.
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, T, d) -> (B, T, d) and the cross-attention weights or None.
 
-        Without ``cache`` (teacher forcing) self-attention is causal over x; with it, x is the next position.
+        Without ``step`` (teacher forcing) self-attention is causal over x; with it, x is the next position
+        (see :meth:`MultiHeadAttention.forward` for ``step`` and ``group``).
         """
-        causal = cache is None  # a plain bool: a size test here would be a symbolic one under torch.compile
-        out, new_cache, _ = self.self_attn(self._in(x, 0), causal=causal, cache=cache)
+        causal = step is None  # a plain bool: a size test here would be a symbolic one under torch.compile
+        out, _ = self.self_attn(self._in(x, 0), causal=causal, step=step)
         x = self._add(x, out, 0)
-        out, _, weights = self.cross_attn(self._in(x, 1), kv=cross_kv, allowed=allowed, need_weights=need_weights)
+        out, weights = self.cross_attn(
+            self._in(x, 1), kv=cross_kv, allowed=allowed, group=group, need_weights=need_weights
+        )
         x = self._add(x, out, 1)
         x = self._add(x, self.ffn(self._in(x, 2)), 2)
-        return x, new_cache, weights
+        return x, weights
 
     def _in(self, x: Tensor, i: int) -> Tensor:
         """The input of sublayer i: normalised first in pre-norm."""
@@ -187,8 +209,9 @@ class DecoderLayer(nn.Module):
 
 
 class Transformer(Seq2Seq):
-    """Encoder-decoder Transformer. Encoder output: ``src_pad_mask``, ``ck{i}``/``cv{i}`` (B, heads, S, head_dim)
-    per decoder layer. State: the key/value cache ``k{i}``/``v{i}`` (B, heads, t, head_dim) per decoder layer."""
+    """Encoder-decoder Transformer. Encoder output: a :class:`~nmt.models.cache.SourceMemory` (``src_pad_mask``,
+    and the cross-attention keys/values per decoder layer). State: a :class:`~nmt.models.cache.DecoderCache`, the
+    key/value cache ``k{i}``/``v{i}`` (B, heads, t, head_dim) per decoder layer."""
 
     def __init__(self, cfg: TransformerConfig, *, src_vocab_size: int, tgt_vocab_size: int) -> None:
         super().__init__(vocab_size=tgt_vocab_size, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)
@@ -268,7 +291,8 @@ class Transformer(Seq2Seq):
                     "learned positions; shorten the input (data.max_len) or use model.positions=sinusoidal"
                 )
             table = pos(positions)
-        return self.dropout(embed(tokens) * self.scale + table)
+        x = embed(tokens)
+        return self.dropout(x * self.scale + table.to(x.dtype))
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         pad = padding_mask(src_lengths, src.size(1))
@@ -277,31 +301,30 @@ class Transformer(Seq2Seq):
         for layer in self.encoder_layers:
             x = layer(x, allowed)
         x = self.encoder_norm(x)
-        enc = {"src_pad_mask": pad}
-        for i, layer in enumerate(self.decoder_layers):
-            enc[f"ck{i}"], enc[f"cv{i}"] = layer.cross_attn.cross_kv(x)
-        return enc
+        kv = [layer.cross_attn.cross_kv(x) for layer in self.decoder_layers]
+        if not torch.is_grad_enabled():  # decoding reads them at every step: contiguous, once
+            kv = [(k.contiguous(), v.contiguous()) for k, v in kv]
+        return SourceMemory(pad, kv, mem_pad_mask=None)
 
     def _decode(
-        self, tokens: Tensor, enc: EncoderOutput, state: DecoderState | None, need_attention: bool
-    ) -> tuple[Tensor, Tensor | None, DecoderState]:
+        self, tokens: Tensor, enc: SourceMemory, state: DecoderCache | None, need_attention: bool
+    ) -> tuple[Tensor, Tensor | None, DecoderCache | None]:
         """Shared by decode (state None: causal over tokens) and decode_step (tokens (B, 1) after the cache)."""
-        start = 0 if state is None else state["k0"].size(2)
+        if state is not None:
+            state = state.extend()
+        start = 0 if state is None else state.length
         x = self._embed(tokens, start, self.tgt_embed, self.tgt_pos if self.learned else None)
-        allowed = attend_mask(enc["src_pad_mask"])
-        new_state, attn = {}, None
+        allowed = attend_mask(enc.mem_pad_mask)
+        attn = None
         for i, layer in enumerate(self.decoder_layers):
-            cache = None if state is None else (state[f"k{i}"], state[f"v{i}"])
             want = need_attention and i == self.align_layer
-            x, (k, v), w = layer(
-                x, cross_kv=(enc[f"ck{i}"], enc[f"cv{i}"]), allowed=allowed, cache=cache, need_weights=want
-            )
-            new_state[f"k{i}"], new_state[f"v{i}"] = k, v
+            step = None if state is None else (state.buffers[i], start)
+            x, w = layer(x, cross_kv=enc.kv[i], allowed=allowed, group=enc.group, step=step, need_weights=want)
             if want:  # (B, heads, T, S) -> (B, T, S)
                 attn = (w if self.align_heads is None else w[:, self.align_heads]).mean(1)
         x = self.decoder_norm(x)
-        weight = self.tgt_embed.weight if self.out_proj is None else self.out_proj.weight
-        return F.linear(x, weight), attn, new_state
+        logits = F.linear(x, self.tgt_embed.weight) if self.out_proj is None else self.out_proj(x)
+        return logits, attn, None if state is None else state.advance()
 
     def decode(
         self, tgt_in: Tensor, enc: EncoderOutput, *, need_attention: bool = False
@@ -311,12 +334,15 @@ class Transformer(Seq2Seq):
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         """An empty key/value cache (B, heads, 0, head_dim) per decoder layer, in the encoder output's dtype."""
-        empty = enc["ck0"][:, :, :0]
-        return {f"{kv}{i}": empty for i in range(len(self.decoder_layers)) for kv in "kv"}
+        batch = enc["src_pad_mask"].size(0)
+        heads, head_dim = self.cfg.heads, self.cfg.d_model // self.cfg.heads
+        return DecoderCache.empty(batch, len(self.decoder_layers), heads, head_dim, like=enc.kv[0][0])
 
     def decode_step(
         self, prev_tokens: Tensor, state: DecoderState, enc: EncoderOutput, *, need_attention: bool = False
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
+        if not isinstance(state, DecoderCache):
+            state = DecoderCache.of(state)
         logits, attn, state = self._decode(prev_tokens[:, None], enc, state, need_attention)
         log_probs = F.log_softmax(logits[:, 0].float(), dim=-1)
         return log_probs, None if attn is None else attn[:, 0], state

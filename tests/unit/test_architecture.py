@@ -22,7 +22,7 @@ LAYERS = [
     ["nmt.data"],
     ["nmt.models"],
     ["nmt.search", "nmt.search_rules", "nmt.checkpoint", "nmt.device"],
-    ["nmt.translate", "nmt.analysis", "nmt.evaluate"],
+    ["nmt.translate", "nmt.sharding", "nmt.analysis", "nmt.evaluate"],
     ["nmt.report", "nmt.experiments", "nmt.export", "nmt.api"],
     ["nmt.training", "nmt.serve"],
     ["nmt.cli"],

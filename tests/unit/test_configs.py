@@ -75,6 +75,8 @@ def test_typos_wrong_types_and_impossible_values_fail_before_training():
         composed(["train.lr=fast"])
     with pytest.raises(ConfigCompositionException, match="precision"):
         composed(["train.precision=fp8"])
+    with pytest.raises(ConfigCompositionException, match="precision"):
+        composed(["train.precision=int8"])  # a decoding format only (nmt-translate --precision int8)
     with pytest.raises(ConfigCompositionException, match="heads"):
         composed(["model=rnn_luong", "model.heads=4"])  # a Transformer key on an RNN
     with pytest.raises(ConfigError, match="divisible"):

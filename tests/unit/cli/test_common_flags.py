@@ -10,7 +10,7 @@ import pytest
 
 from nmt import __version__
 from nmt.cli import align, evaluate, main, translate
-from nmt.config import Precision, SearchConfig
+from nmt.config import InferencePrecision, SearchConfig
 
 
 def test_every_search_field_is_a_flag_of_nmt_translate_with_its_help():
@@ -63,9 +63,11 @@ def test_the_alignment_flags_have_one_name_and_one_list_syntax(tool):
 
 def test_precision_is_the_enum():
     args = translate.build_parser().parse_args(["-c", "x.pt", "--precision", "bf16"])
-    assert args.precision is Precision.bf16
+    int8 = translate.build_parser().parse_args(["-c", "x.pt", "--precision", "int8"])
+    assert int8.precision is InferencePrecision.int8
+    assert args.precision is InferencePrecision.bf16
     assert translate.build_parser().parse_args(["-c", "x.pt"]).precision is None  # the engine chooses: nmt fp32
-    assert evaluate.build_parser().parse_args(["-c", "x.pt"]).precision is Precision.fp32
+    assert evaluate.build_parser().parse_args(["-c", "x.pt"]).precision is InferencePrecision.fp32
 
 
 @pytest.mark.parametrize("tool", [translate, evaluate, align])
