@@ -39,7 +39,7 @@ usage:
   nmt-train --help | --hydra-help | --version"""
 
 ABOUT = """\
-configs/train.yaml composes one preset of each config group below over the typed schemas of nmt/config.py, where
+configs/train.yaml composes one preset of each config group below over the typed schemas of nmt/config/, where
 every default lives; KEY=VALUE overrides any option, GROUP=PRESET picks a preset. A misspelt key, a wrong type or an
 impossible value stops the run before any data is read. Running again with the same hydra.run.dir resumes from its
 checkpoints/last.pt (train.max_steps is a total, not a number of further updates); SIGINT/SIGTERM save a checkpoint.
@@ -191,9 +191,7 @@ def _help(f: dataclasses.Field, hint: Any) -> str:
 
 
 def _options() -> str:
-    lines = [
-        "options (KEY=VALUE; the defaults of nmt/config.py, which presets may change: --cfg job shows the result):"
-    ]
+    lines = ["options (KEY=VALUE; the defaults of nmt/config/, which presets may change: --cfg job shows the result):"]
     section = None
     for key, default, text in options():
         head = key.split(".")[0] if "." in key else ""
