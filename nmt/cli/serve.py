@@ -80,13 +80,19 @@ def _serve(args: argparse.Namespace) -> int:
     import torch
 
     import nmt
+    from nmt.serve.batcher import model_thread
     from nmt.serve.service import Limits, Service
 
     if not 0 <= args.port < 65536:
         raise NMTError(f"--port must be in 0..65535, got {args.port}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    model = nmt.load(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
+
+    def load() -> nmt.Model:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        return nmt.load(args.checkpoint, device=resolve_device(args.device), precision=args.precision)
+
+    worker = model_thread()  # all torch work in one thread: see model_thread
+    model = worker.submit(load).result()
     try:
         limits = Limits(
             max_request_sentences=args.max_request_sentences,
@@ -98,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise NMTError(f"--{str(e).replace('_', '-')}") from None
-    app = create_app(Service(model, limits, name=Path(args.checkpoint).name))
+    app = create_app(Service(model, limits, name=Path(args.checkpoint).name, executor=worker))
     if not args.quiet:
         print(f"{PROG}: {model!r} on http://{args.host}:{args.port}/ (page), /docs (API)", file=sys.stderr)
     uvicorn.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,12 +58,16 @@ class Service:
         model: the loaded model (only the worker thread calls it once started).
         limits: request limits and batching settings.
         name: what ``/health`` calls the model (the checkpoint's file name; never a path from a client).
+        executor: the worker thread (:func:`~nmt.serve.batcher.model_thread`) the model was loaded in; by
+            default a new one.
     """
 
-    def __init__(self, model: Model, limits: Limits, *, name: str = "") -> None:
+    def __init__(
+        self, model: Model, limits: Limits, *, name: str = "", executor: ThreadPoolExecutor | None = None
+    ) -> None:
         self.model, self.limits, self.name = model, limits, name
         self.batcher = MicroBatcher(
-            self._run, max_tokens=limits.max_batch_tokens, max_wait=limits.batch_wait_ms / 1000.0
+            self._run, max_tokens=limits.max_batch_tokens, max_wait=limits.batch_wait_ms / 1000.0, executor=executor
         )
 
     async def start(self) -> None:

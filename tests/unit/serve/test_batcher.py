@@ -89,3 +89,27 @@ def test_submit_before_start_and_bad_settings_are_errors():
 
     with pytest.raises(RuntimeError, match="start"):
         asyncio.run(early())
+
+
+def test_the_batches_run_in_the_thread_the_model_was_loaded_in():
+    # nmt-serve loads the model in this thread so that all torch work stays in one OpenMP team (see model_thread).
+    from nmt.serve.batcher import model_thread
+
+    worker = model_thread()
+    loaded_in = worker.submit(threading.get_ident).result()
+    ran_in: list[int] = []
+
+    def runner(key, items):
+        ran_in.append(threading.get_ident())
+        return items
+
+    async def go() -> list:
+        batcher = MicroBatcher(runner, executor=worker)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit("k", [i], 1) for i in range(3)))
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(go()) == [[0], [1], [2]]
+    assert ran_in and set(ran_in) == {loaded_in} != {threading.get_ident()}
