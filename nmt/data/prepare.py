@@ -158,8 +158,8 @@ def prepare_data(data: DataConfig, tok: TokenizerConfig, *, tokenizer: Tokenizer
     corpora = Corpora(data, root, cache)
     train = corpora.train()
     # Dev and test sets are read before any tokenizer is trained: an empty one stops the run at once.
-    valid_corpus = _scorable(corpora.load(data.valid), "data.valid")
-    test_corpora = [_scorable(corpora.load(t), "data.test") for t in data.test]
+    valid_corpus = _scorable(corpora.load(data.valid), f"data.valid={data.valid!r}")
+    test_corpora = [_scorable(corpora.load(t), f"data.test entry {t!r}") for t in data.test]
 
     if tokenizer is None:
         tokenizer = _given_tokenizer(tok) or _cached_tokenizer(train, tok, cache)
@@ -185,17 +185,18 @@ def _scorable(corpus: Parallel, key: str) -> Parallel:
     the dev set, pick ``best.pt`` from nothing).
 
     Raises:
-        DataError: no line, or no line with text on both sides; names the files and the config key.
+        DataError: no line, or no line with text on both sides; names the files and the config key with the value
+            the user gave (``key``).
     """
     if any(s.strip() and t.strip() for s, t in zip(corpus.src, corpus.tgt)):
         return corpus
     what = "no lines" if not len(corpus) else f"{len(corpus)} lines, none with text on both sides"
     use = (
         "a dev set picks the best checkpoint and stops training early: give one with sentences"
-        if key == "data.valid"
+        if key.startswith("data.valid")
         else "there is nothing to score: give a test set with sentences, or leave it out of data.test"
     )
-    raise DataError(f"{key}={corpus.name!r} ({', '.join(corpus.files)}) has {what}; {use}")
+    raise DataError(f"{key} ({', '.join(corpus.files)}) has {what}; {use}")
 
 
 def _eval_set(corpus: Parallel, tokenizer: Tokenizer) -> EvalSet:

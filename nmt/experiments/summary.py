@@ -201,13 +201,15 @@ def summarize(jobs: list[Job], *, sweep_dir: str | Path, sort: str = "dev_bleu")
         for t in (j.dir.results or {}).get("test", []):
             if isinstance(t, dict) and t.get("name") and t["name"] not in test_sets:
                 test_sets.append(t["name"])
+    # No job finished yet: the test columns are there all the same; finished jobs without test sets: none.
+    finished = any(j.dir.results for j in jobs)
+    if finished and not test_sets and sort.startswith("test_"):
+        raise SweepError(f"--sort {sort}: the finished jobs have no test set (data.test=[]); sort by dev_bleu instead")
     rows = [_row(j, varying, test_sets) for j in jobs]
     rows = sort_rows(rows, f"override:{sort}" if sort in varying else sort)
     columns = [("job", "job"), ("status", "status")]
     columns += [(f"override:{k}", k) for k in varying]
     columns += [("model", "model"), ("pair", "pair"), ("dev_bleu", "dev BLEU"), ("dev_chrf", "dev chrF")]
-    # No job finished yet: the test columns are there all the same; finished jobs without test sets: none.
-    finished = any(j.dir.results for j in jobs)
     for i, name in enumerate(test_sets or ([] if finished else [""])):
         suffix, title = ("", "test") if i == 0 else (f":{name}", name)
         columns += [(f"test_bleu{suffix}", f"{title} BLEU"), (f"test_chrf{suffix}", f"{title} chrF")]

@@ -42,7 +42,8 @@ def test_an_empty_dev_set_is_refused_before_training(root: Path, lines: list[str
     with pytest.raises(DataError) as caught:
         prepare_data(config(root, valid="empty/dev"), TokenizerConfig(vocab_size=600))
     message = str(caught.value)
-    assert message.startswith("data.valid='dev' (") and what in message and str(root / "empty" / "dev.de") in message
+    assert message.startswith("data.valid='empty/dev' (")  # the value as the user wrote it
+    assert what in message and str(root / "empty" / "dev.de") in message
     assert "a dev set picks the best checkpoint" in message
 
 
@@ -56,5 +57,5 @@ def test_a_dev_set_with_one_sided_lines_only_is_refused(root: Path) -> None:
 def test_an_empty_test_set_is_refused_too(root: Path) -> None:
     for lang in ("de", "en"):
         write_lines(root / "empty" / f"test.{lang}.gz", [])
-    with pytest.raises(DataError, match=r"data\.test='test' .* has no lines; there is nothing to score"):
+    with pytest.raises(DataError, match=r"data\.test entry 'empty/test' .* has no lines; there is nothing to score"):
         prepare_data(config(root, test=["multi30k/test_2016_flickr", "empty/test"]), TokenizerConfig(vocab_size=600))

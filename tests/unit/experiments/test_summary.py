@@ -312,3 +312,6 @@ def test_a_sweep_without_test_sets_is_summarised_and_drawn(tmp_path: Path, capsy
     written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert written == ["bleu_by_model.png", "dev_bleu_vs_time.png"]  # no test hypotheses: no BLEU by length
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["test_sets"] == []
+    # A test column to sort by does not exist here: one line, exit 2 (it was accepted and ignored).
+    assert sweep_summary.main([str(root), "--sort", "test_bleu", "--no-plots"]) == 2
+    assert "--sort test_bleu: the finished jobs have no test set" in capsys.readouterr().err
