@@ -7,14 +7,18 @@
 
 The checkpoint is exported with ``nmt-export --format ctranslate2`` (float32 and ``--quantization int8``) into
 --work-dir, then every engine translates Multi30k test_2016_flickr (1,000 sentences) with beam 5 and greedy, on
---threads threads (CTranslate2: intra_threads=N, inter_threads=1), with the same source-token budget per batch, the
-same length penalty α and the same output cap (the checkpoint's search settings unless given). Engines:
+--threads threads, with the same source-token budget per batch, the same length penalty α and the same output cap
+(the checkpoint's search settings unless given), in every worker layout of --workers: W workers decoding separate
+batches side by side with threads / W threads each (nmt: ``nmt-translate --workers``, W decoding threads;
+CTranslate2: ``inter_threads=W``, ``intra_threads=threads/W``). The default, ``--workers 1 2``, runs each engine both
+ways: on this 2-core machine CTranslate2 is several times faster with two single-threaded workers than with one
+two-threaded one, so a comparison that gives it only one layout flatters whoever is compared with it. Engines:
 
 - ``nmt-fp32``, ``nmt-bf16`` (a bf16 copy of the model), ``nmt-int8`` (int8 dynamic quantisation):
-  :class:`nmt.translate.Translator`, i.e. ``nmt-translate --precision``; with ``--nmt-workers W``, W decoding
-  threads on separate batches with threads / W torch threads each (``nmt-translate --workers``).
+  :class:`nmt.translate.Translator`, i.e. ``nmt-translate --precision``.
 - ``ct2-fp32``, ``ct2-int8``: :class:`nmt.export.ct2_translate.CT2Translator` (``nmt-translate --engine
-  ctranslate2``) on the float32 and the int8 export: nmt's batches and tokenization, CTranslate2's decoder.
+  ctranslate2``) on the float32 and the int8 export: nmt's batches and tokenization, CTranslate2's decoder (every
+  batch submitted at once, for its workers to share).
 - ``ct2native-fp32``, ``ct2native-int8``: ``ctranslate2.Translator.translate_batch`` used directly, as a CTranslate2
   user would: SentencePiece pieces, CTranslate2's own length-sorted token batches (``batch_type="tokens"``), one
   ``max_decoding_length`` for the whole set (outputs are then cut to each sentence's cap, as nmt's are).
@@ -101,7 +105,10 @@ def ct2_native_run(export: Path, lines: list[str], search: dict, spec: dict) -> 
     meta = json.loads((export / "nmt.json").read_text(encoding="utf-8"))
     src_sp = spm.SentencePieceProcessor(model_file=str(export / "source.spm"))
     tgt_sp = spm.SentencePieceProcessor(model_file=str(export / "target.spm"))
-    engine = ctranslate2.Translator(str(export), device="cpu", inter_threads=1, intra_threads=spec["threads"])
+    workers = spec["workers"]
+    engine = ctranslate2.Translator(
+        str(export), device="cpu", inter_threads=workers, intra_threads=max(1, spec["threads"] // workers)
+    )
     max_src = meta["max_source_len"]
 
     def translate(batch: list[str]) -> tuple[list[str], int]:
@@ -126,6 +133,8 @@ def ct2_native_run(export: Path, lines: list[str], search: dict, spec: dict) -> 
 def worker(spec: dict) -> dict:
     """Run one engine over every search mode; returns {mode: {seconds, texts, pieces}}."""
     engine, lines = spec["engine"], spec["lines"]
+    workers = spec["workers"]
+    per_worker = max(1, spec["threads"] // workers)
     family, _, precision = engine.partition("-")
     results = {}
     if family == "nmt":
@@ -133,8 +142,7 @@ def worker(spec: dict) -> dict:
 
         from nmt.translate import Translator
 
-        workers = spec.get("workers", 1)
-        torch.set_num_threads(max(1, spec["threads"] // workers))
+        torch.set_num_threads(per_worker)
 
         def make(search):
             return Translator.from_checkpoints(
@@ -144,7 +152,7 @@ def worker(spec: dict) -> dict:
         from nmt.export.ct2_translate import CT2Translator
 
         def make(search):
-            return CT2Translator(spec["exports"][precision], search=search, threads=spec["threads"])
+            return CT2Translator(spec["exports"][precision], search=search, threads=per_worker, workers=workers)
 
     for mode in spec["modes"]:
         search = {**spec["search"], "beam_size": MODES[mode], "nbest": 1}
@@ -202,33 +210,36 @@ def export(checkpoint: Path, work: Path) -> dict[str, str]:
 
 
 def run_worker(spec: dict, work: Path) -> dict:
-    spec_file, out_file = work / f"{spec['engine']}.spec.json", work / f"{spec['engine']}.out.json"
+    name = f"{spec['engine']}.w{spec['workers']}"
+    spec_file, out_file = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, spec["threads"] // spec["workers"]))}
     subprocess.run([sys.executable, __file__, "--worker", str(spec_file), str(out_file)], check=True, env=env)
     return json.loads(out_file.read_text(encoding="utf-8"))
 
 
-def table(rows: list[tuple[str, str, dict]], refs: list[str], n: int) -> tuple[list[str], dict]:
-    """The Markdown table of ``(engine, mode, result)`` rows, and {speed, bleu, signature} for the summary."""
+def table(rows: list[tuple[str, int, str, dict]], refs: list[str], n: int, threads: int) -> tuple[list[str], dict]:
+    """The Markdown table of ``(engine, workers, mode, result)`` rows, and {speed, bleu, signature} (keyed by
+    (engine, workers, mode)) for the summary."""
     from sacrebleu.metrics import BLEU
 
     metric = BLEU()
-    bleu = {(engine, mode): metric.corpus_score(r["texts"], [refs]).score for engine, mode, r in rows}
+    bleu = {(e, w, m): metric.corpus_score(r["texts"], [refs]).score for e, w, m, r in rows}
     out = [
-        "| engine | search | sent/s | words/s | pieces/s | seconds | BLEU | Δ nmt-fp32 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| engine | workers × threads | search | sent/s | words/s | pieces/s | seconds | BLEU | Δ nmt-fp32 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     speed = {}
-    for engine, mode, r in rows:
+    for engine, workers, mode, r in rows:
         words = sum(len(t.split()) for t in r["texts"])
-        speed[(engine, mode)] = n / r["seconds"]
-        base = bleu.get(("nmt-fp32", mode))
-        delta = f"{bleu[(engine, mode)] - base:+.2f}" if base is not None and engine != "onmt" else "–"
+        speed[(engine, workers, mode)] = n / r["seconds"]
+        base = next((b for (e, _, m), b in bleu.items() if e == "nmt-fp32" and m == mode), None)
+        delta = f"{bleu[(engine, workers, mode)] - base:+.2f}" if base is not None and engine != "onmt" else "–"
         pieces = f"{r['pieces'] / r['seconds']:,.0f}" if r["pieces"] is not None else "–"
+        layout = f"{workers} × {max(1, threads // workers)}"
         out.append(
-            f"| {engine} | {mode} | {n / r['seconds']:,.1f} | {words / r['seconds']:,.0f} | {pieces} | "
-            f"{r['seconds']:.2f} | {bleu[(engine, mode)]:.2f} | {delta} |"
+            f"| {engine} | {layout} | {mode} | {n / r['seconds']:,.1f} | {words / r['seconds']:,.0f} | {pieces} | "
+            f"{r['seconds']:.2f} | {bleu[(engine, workers, mode)]:.2f} | {delta} |"
         )
     return out, {"speed": speed, "bleu": bleu, "signature": str(metric.get_signature())}
 
@@ -242,12 +253,23 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--sentences", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--nmt-workers", type=int, default=1, help="nmt's decoding threads (threads / W torch threads each)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="worker layouts to run every engine in (W workers of threads / W threads each; default: 1 2)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and search (best one counts)")
     p.add_argument("--max-tokens", type=int, default=2048, help="source tokens per batch, every engine")
     p.add_argument("--lenpen", type=float, help="length penalty α (default: the checkpoint's)")
     p.add_argument("--max-len-a", type=float, help="output cap a * source + b (default: the checkpoint's)")
     p.add_argument("--max-len-b", type=int)
+    p.add_argument(
+        "--early-stop",
+        choices=["bound", "heuristic", "none"],
+        help="nmt's beam stopping rule (default: the checkpoint's)",
+    )
     p.add_argument("--data-dir")
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "nmt-bench-engines"))
     p.add_argument("--onmt-python", help="python of a venv with OpenNMT-py (the onmt row runs only with it)")
@@ -265,6 +287,8 @@ def main() -> None:
         "max_len_b": cfg.search.max_len_b if args.max_len_b is None else args.max_len_b,
         "batch_tokens": args.max_tokens,
     }
+    if args.early_stop:
+        search["early_stop"] = args.early_stop  # nmt's rule; CTranslate2 has its own (see the README)
     available = [f"nmt-{p}" for p in nmt_precisions()] + CT2_ENGINES
     engines = args.engines or available
     unknown = sorted(set(engines) - set(available))
@@ -282,39 +306,46 @@ def main() -> None:
 
     cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
                 if x.startswith("model name")), platform.processor())  # fmt: skip
+    rule = search.get("early_stop", getattr(cfg.search.early_stop, "value", cfg.search.early_stop))
     print(f"# {args.checkpoint}: {len(lines)} sentences of test_2016_flickr, {args.threads} threads, batches of "
           f"<= {args.max_tokens} source tokens, lenpen {search['lenpen']}, cap {search['max_len_a']} * source + "
-          f"{search['max_len_b']}, best of {args.repeats} after a warm-up, nmt workers {args.nmt_workers}")  # fmt: skip
+          f"{search['max_len_b']}, nmt early stop {rule}, best of "
+          f"{args.repeats} after a warm-up, workers {args.workers}")  # fmt: skip
     print(f"# {cpu}; torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}; "
           f"load average before: {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     rows = []
     base = {"lines": lines, "threads": args.threads, "repeats": args.repeats, "modes": args.modes}
-    base["workers"] = args.nmt_workers
     for engine in engines:
-        spec = {**base, "engine": engine, "checkpoint": args.checkpoint, "exports": exports, "search": search}
-        print(f"# running {engine} ...", file=sys.stderr, flush=True)
-        for mode, result in run_worker(spec, work).items():
-            rows.append((engine, mode, result))
+        for workers in args.workers:
+            spec = {**base, "engine": engine, "workers": workers, "checkpoint": args.checkpoint, "exports": exports,
+                    "search": search}  # fmt: skip
+            print(f"# running {engine}, {workers} worker(s) ...", file=sys.stderr, flush=True)
+            for mode, result in run_worker(spec, work).items():
+                rows.append((engine, workers, mode, result))
     if args.onmt_python and args.onmt_model:
         for mode in args.modes:
             print(f"# running OpenNMT-py {mode} ...", file=sys.stderr, flush=True)
-            rows.append(("onmt", mode, onmt_run(args, lines, mode, work)))
+            rows.append(("onmt", 1, mode, onmt_run(args, lines, mode, work)))
     elif args.onmt_python or args.onmt_model:
         print("# OpenNMT-py skipped: it needs both --onmt-python and --onmt-model", file=sys.stderr)
     order = [*engines, "onmt"]
-    rows.sort(key=lambda r: (args.modes.index(r[1]), order.index(r[0])))
-    out, stats = table(rows, refs, len(lines))
+    rows.sort(key=lambda r: (args.modes.index(r[2]), order.index(r[0]), r[1]))
+    out, stats = table(rows, refs, len(lines), args.threads)
     print("\n".join(out))
     print(f"\nBLEU: {stats['signature']}")
     for mode in args.modes:
-        ct2_best = max((s for (e, m), s in stats["speed"].items() if m == mode and e.startswith("ct2")), default=None)
-        base_bleu = stats["bleu"].get(("nmt-fp32", mode))
-        for (engine, m), s in stats["speed"].items():
-            if m != mode or not engine.startswith("nmt") or ct2_best is None:
+        ct2 = {k: v for k, v in stats["speed"].items() if k[2] == mode and k[0].startswith("ct2")}
+        if not ct2:
+            continue
+        (ct2_engine, ct2_workers, _), ct2_best = max(ct2.items(), key=lambda kv: kv[1])
+        base_bleu = next((b for (e, _, m), b in stats["bleu"].items() if e == "nmt-fp32" and m == mode), None)
+        for (engine, workers, m), s in stats["speed"].items():
+            if m != mode or not engine.startswith("nmt"):
                 continue
-            ok = base_bleu is None or abs(stats["bleu"][(engine, m)] - base_bleu) <= 0.2
-            print(f"{mode}: {engine} / best CTranslate2 = {s / ct2_best:.2f}x (target >= 2x); "
-                  f"BLEU within 0.2 of nmt-fp32: {'yes' if ok else 'NO'}")  # fmt: skip
+            ok = base_bleu is None or abs(stats["bleu"][(engine, workers, m)] - base_bleu) <= 0.2
+            print(f"{mode}: {engine} ({workers} worker(s)) / best CTranslate2 ({ct2_engine}, {ct2_workers} "
+                  f"worker(s)) = {s / ct2_best:.2f}x (target >= 2x); BLEU within 0.2 of nmt-fp32: "
+                  f"{'yes' if ok else 'NO'}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -151,15 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_running_flags(r, precision_default=None)
     r.add_argument(
         "--workers",
-        type=int,
-        metavar="N",
-        default=1,
-        help="decoding threads, each searching its own batches with --threads/N torch threads (the CPU's cores "
-        "kept busy by separate batches rather than one batch's small operations); outputs do not change",
+        type=_workers_arg,
+        metavar="N|auto",
+        default="auto",
+        help="decoding workers, each searching its own batches with --threads/N threads: the CPU's cores kept busy "
+        "by separate batches rather than one batch's small operations (with --engine ctranslate2, its "
+        "inter_threads). auto (default): one single-threaded worker per thread on a CPU, 1 on a GPU. Outputs do "
+        "not change",
     )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar, summary or warnings")
     add_shard_flags(p.add_argument_group("sharding (see below; under torchrun, by rank)"))
     return p
+
+
+def _workers_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {value!r}") from None
+
+
+def resolve_workers(workers: int | str, threads: int, device_type: str) -> int:
+    """``--workers auto``: as many single-threaded workers as threads on a CPU, one on a GPU. On 2 cores this layout
+    decoded bf16 beam 5 a quarter faster than one 2-threaded worker (fp32 7 % faster), and CTranslate2 1.7x (beam 5)
+    to 4.4x (greedy) faster: see the README's engine comparison."""
+    if workers != "auto":
+        return int(workers)
+    return max(1, threads) if device_type == "cpu" else 1
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -185,7 +205,7 @@ def _translate(args: argparse.Namespace) -> int:
     for flag, value in (
         ("--chunk-lines", args.chunk_lines),
         ("--max-source-len", args.max_source_len or 1),
-        ("--workers", args.workers),
+        ("--workers", 1 if args.workers == "auto" else args.workers),
     ):
         if value < 1:
             raise NMTError(f"{flag} must be positive, got {value}")
@@ -202,11 +222,13 @@ def _translate(args: argparse.Namespace) -> int:
         translator = _ct2_translator(args)
     else:
         threads = args.threads or torch.get_num_threads()
+        device = shard_device(resolve_device(args.device), local_rank)
+        args.workers = resolve_workers(args.workers, threads, device.type)
         if args.threads > 0 or args.workers > 1:
             torch.set_num_threads(max(1, threads // args.workers))
         translator = Translator.from_checkpoints(
             args.checkpoint,
-            device=shard_device(resolve_device(args.device), local_rank),
+            device=device,
             search=overrides(args),
             max_source_len=args.max_source_len,
             need_attention=args.alignments is not None,
@@ -300,7 +322,9 @@ def _progress_bar(args: argparse.Namespace, src: Any) -> Any:
 
 def _ct2_translator(args: argparse.Namespace):
     """A :class:`~nmt.export.ct2_translate.CT2Translator`, after refusing the flags CTranslate2 cannot honour."""
-    from nmt.export.ct2_translate import CT2Translator
+    import torch
+
+    from nmt.export.ct2_translate import CT2Translator, ct2_device, require_ctranslate2
 
     if len(args.checkpoint) > 1:
         raise NMTError("--engine ctranslate2 takes one export directory (no ensembles)")
@@ -316,12 +340,19 @@ def _ct2_translator(args: argparse.Namespace):
     ]
     if unsupported:
         raise NMTError(f"{', '.join(unsupported)}: not available with --engine ctranslate2 (use --engine nmt)")
+    cores = args.threads or torch.get_num_threads()  # torch's default: the physical cores
+    kind, _ = ct2_device(args.device, require_ctranslate2())
+    args.workers = resolve_workers(args.workers, cores, kind)
+    threads = 0  # CTranslate2's default, for one worker
+    if args.threads or args.workers > 1:  # per worker, like --engine nmt's torch threads
+        threads = max(1, cores // args.workers)
     return CT2Translator(
         args.checkpoint[0],
         search=overrides(args),
         device=args.device,
         precision=args.precision,
-        threads=max(args.threads, 0),
+        threads=threads,
+        workers=args.workers,
         max_source_len=args.max_source_len,
         seed=args.seed,
     )

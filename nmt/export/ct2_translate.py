@@ -95,7 +95,10 @@ class CT2Translator(Translator):
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: None = the export's own weight type; ``fp32``/``bf16``/``fp16``/``int8`` = that compute type
             (CTranslate2 converts the weights when loading; an error if the device does not support it).
-        threads: CTranslate2 ``intra_threads`` (0 = its default); one batch at a time (``inter_threads=1``).
+        threads: CTranslate2 ``intra_threads``, per worker (0 = its default).
+        workers: CTranslate2 ``inter_threads``: batches decoded at the same time, each on its own ``threads``
+            threads (on a small CPU, workers of one thread each are CTranslate2's fast layout: see the README's
+            engine comparison). Outputs do not depend on it.
         max_source_len: longer sources are truncated (default: the checkpoint's ``data.max_len``); at most the
             export's position table minus one.
         seed: random seed for sampling.
@@ -109,10 +112,13 @@ class CT2Translator(Translator):
         device: str = "cpu",
         precision: Precision | str | None = None,
         threads: int = 0,
+        workers: int = 1,
         max_source_len: int | None = None,
         seed: int | None = None,
     ) -> None:
         ct2 = require_ctranslate2()
+        if workers < 1:
+            raise NMTError(f"workers must be at least 1, got {workers}")
         meta = read_export(directory)
         directory = Path(directory)
         known = {f.name for f in dataclasses.fields(SearchConfig)}
@@ -138,7 +144,7 @@ class CT2Translator(Translator):
         super().__init__(None, tokenizer, cfg, device="cpu", max_source_len=max_source_len)  # type: ignore[arg-type]
         self.meta = meta
         self.engine = ct2.Translator(
-            str(directory), device=kind, device_index=index, compute_type=compute_type, inter_threads=1,
+            str(directory), device=kind, device_index=index, compute_type=compute_type, inter_threads=workers,
             intra_threads=threads,
         )  # fmt: skip
         if cfg.sampling and seed is not None:
@@ -159,20 +165,27 @@ class CT2Translator(Translator):
     def _search(
         self, src_ids: list[list[int]], *, progress: Callable[[int], None] | None = None
     ) -> list[list[Hypothesis]]:
-        """One ``translate_batch`` per length-sorted token batch; hypotheses cut to their sentence's cap."""
+        """One ``translate_batch`` per length-sorted token batch (all in flight at once, for CTranslate2's
+        ``inter_threads`` workers to share); hypotheses cut to their sentence's cap."""
         cfg = self.cfg
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] if not ids else [] for ids in src_ids]
         todo = [i for i, ids in enumerate(src_ids) if ids]
         if progress is not None and len(todo) < len(src_ids):
             progress(len(src_ids) - len(todo))
+        batches = []
         for batch_pos in length_batches([len(src_ids[i]) for i in todo], cfg.batch_tokens):
             rows = [todo[p] for p in batch_pos]
             caps = [math.floor(cfg.max_len_a * len(src_ids[i])) + cfg.max_len_b for i in rows]
             steps = min(max(caps) + 1, self.positions)  # decoder position t is step t: the table bounds it
-            out = self.engine.translate_batch(
-                [[self._src_pieces[t] for t in src_ids[i]] for i in rows], max_decoding_length=steps, **self._options
+            pending = self.engine.translate_batch(
+                [[self._src_pieces[t] for t in src_ids[i]] for i in rows],
+                max_decoding_length=steps,
+                asynchronous=True,
+                **self._options,
             )
-            for i, cap, result in zip(rows, caps, out):
+            batches.append((rows, caps, pending))
+        for rows, caps, pending in batches:
+            for i, cap, result in zip(rows, caps, (p.result() for p in pending)):
                 results[i] = [
                     self._hypothesis(pieces, score, cap) for pieces, score in zip(result.hypotheses, result.scores)
                 ]

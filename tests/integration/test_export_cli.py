@@ -92,20 +92,27 @@ def test_ct2_engine_keeps_every_line_in_order_and_equals_nmt_greedy(
 ):
     src, lines = source_file
     outputs = {}
-    for engine, checkpoint in (("ctranslate2", export_dir), ("nmt", trained_checkpoint)):
-        out = tmp_path / f"{engine}.en"
+    runs = (
+        ("ctranslate2", export_dir, ["--threads", "1"]),
+        # Two CTranslate2 workers (inter_threads) on small batches: many batches in flight, order kept.
+        ("ctranslate2-w2", export_dir, ["--threads", "2", "--workers", "2", "--batch-tokens", "64"]),
+        ("nmt", trained_checkpoint, ["--threads", "1"]),
+    )
+    for name, checkpoint, extra in runs:
+        out = tmp_path / f"{name}.en"
         proc = run(
-            BIN / "nmt-translate", "--engine", engine, "-c", checkpoint, "-i", src, "-o", out, "--beam-size", "1",
-            "--device", "cpu", "--threads", "1", env=cli_env,
+            BIN / "nmt-translate", "--engine", name.split("-")[0], "-c", checkpoint, "-i", src, "-o", out,
+            "--beam-size", "1", "--device", "cpu", *extra, env=cli_env,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert f"line {lines.index(max(lines, key=len)) + 1}: " in proc.stderr  # the truncation warning
-        outputs[engine] = out.read_text(encoding="utf-8")
+        outputs[name] = out.read_text(encoding="utf-8")
     hyps = outputs["ctranslate2"].split("\n")
     assert hyps[-1] == "" and len(hyps) - 1 == len(lines)
     for line, hyp in zip(lines, hyps):
         assert (hyp == "") == (line.strip() == "")
     assert outputs["ctranslate2"] == outputs["nmt"]
+    assert outputs["ctranslate2-w2"] == outputs["nmt"]
 
 
 def test_ct2_engine_nbest_writes_n_tab_separated_lines_per_input(export_dir: Path, source_file, cli_env):

@@ -86,3 +86,16 @@ def test_the_nmt_command_lists_the_tools_and_runs_them(capsys):
     with pytest.raises(SystemExit) as e:
         main.main(["translate", "--version"])
     assert e.value.code == 0 and "nmt-translate" in capsys.readouterr().out
+
+
+def test_nmt_translate_workers_default_to_one_single_threaded_worker_per_cpu_thread(capsys):
+    parser = translate.build_parser()
+    assert parser.parse_args(["-c", "x.pt"]).workers == "auto"
+    assert parser.parse_args(["-c", "x.pt", "--workers", "3"]).workers == 3
+    assert translate.resolve_workers("auto", 4, "cpu") == 4  # then one torch thread each
+    assert translate.resolve_workers("auto", 4, "cuda") == 1
+    assert translate.resolve_workers(2, 4, "cuda") == 2  # what is asked for, anywhere
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["-c", "x.pt", "--workers", "many"])
+    assert e.value.code == 2
+    assert "expected a number of workers or 'auto', got 'many'" in capsys.readouterr().err
