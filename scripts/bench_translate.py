@@ -133,7 +133,12 @@ def bench(args: argparse.Namespace, label: str, checkpoint: Path, lines: list[st
                 search["max_len_b"] = args.max_len_b
             start = time.perf_counter()
             tr = Translator.from_checkpoints(
-                [checkpoint], device=args.device, search=search, need_attention=align, precision=args.precision
+                [checkpoint],
+                device=args.device,
+                search=search,
+                need_attention=align,
+                precision=args.precision,
+                workers=args.workers,
             )
             load = time.perf_counter() - start
             tr.translate(lines[:50])  # warm-up: allocator, kernels
@@ -169,6 +174,12 @@ def main() -> None:
     p.add_argument("--max-len-a", type=float)
     p.add_argument("--max-len-b", type=int)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="decoding workers of threads / W torch threads each (nmt-translate --workers)",
+    )
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--no-alignments", dest="alignments", action="store_false", help="skip the runs with alignments")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
@@ -177,14 +188,15 @@ def main() -> None:
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "nmt-bench"))
     args = p.parse_args()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads // args.workers))
     root = data_dir(args.data_dir)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     lines = read_gz(root / "multi30k" / "test_2016_flickr.de.gz", args.sentences)
     given = [(checkpoint_label(Path(c)), Path(c)) for c in args.checkpoint]
     models = given or random_checkpoints(args.models, root, work)
-    print(f"# {len(lines)} sentences, {args.threads} threads, {args.precision}, batches of {args.batch_tokens} tokens")
+    print(f"# {len(lines)} sentences, {args.threads} threads in {args.workers} worker(s), {args.precision}, batches of "
+          f"{args.batch_tokens} tokens")  # fmt: skip
     print(f"# load average before: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print("| model | search | alignments | sent/s | pieces/s | pieces/sent | words/s | seconds | CPU s | load s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)

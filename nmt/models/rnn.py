@@ -173,9 +173,11 @@ class RNNSeq2Seq(Seq2Seq):
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
         """No step-to-step dependency outside the RNN: one fused RNN call over all T, batched attention."""
         T = emb.size(1)
-        hx = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
+        # States are float32; a bf16 copy of the model (decoding) wants its own dtype (a no-op otherwise).
+        dtype = self.decoder_rnn.weight_hh_l0.dtype
+        hx = state["h"].transpose(0, 1).to(dtype).contiguous()  # (L, B, H)
         if self.lstm:
-            hx = (hx, state["c"].transpose(0, 1).contiguous())
+            hx = (hx, state["c"].transpose(0, 1).to(dtype).contiguous())
         if self.kind == AttentionType.none:
             summary = enc["final"][:, None, :].expand(-1, T, -1)  # (B, T, H) the fixed context c
             states, hn = self.decoder_rnn(torch.cat([emb, summary], dim=-1), hx)
@@ -187,9 +189,9 @@ class RNNSeq2Seq(Seq2Seq):
             out = torch.tanh(self.combine(torch.cat([ctx, states], dim=-1)))
             attn = weights if need_attention else None
         if self.lstm:
-            new_state = {"h": hn[0].transpose(0, 1), "c": hn[1].transpose(0, 1)}
+            new_state = {"h": hn[0].transpose(0, 1).float(), "c": hn[1].transpose(0, 1).float()}
         else:
-            new_state = {"h": hn.transpose(0, 1)}
+            new_state = {"h": hn.transpose(0, 1).float()}
         return self.dropout(out), attn, new_state
 
     def _run_loop(
@@ -233,7 +235,9 @@ class RNNSeq2Seq(Seq2Seq):
                 attns.append(w.squeeze(1))
         if self.kind == AttentionType.bahdanau:
             s, c = torch.stack(tops, 1), torch.stack(ctxs, 1)  # (B, T, H) each
-            out = self.dropout(torch.tanh(self.deep_out(torch.cat([s, c, emb], dim=-1))))
+            # s is float32 (the recurrence runs in fp32); a bf16 copy of the model needs its own dtype here.
+            deep_in = torch.cat([s.to(c.dtype), c, emb], dim=-1)
+            out = self.dropout(torch.tanh(self.deep_out(deep_in)))
         else:
             out = torch.stack(outs, 1)
         new_state = {"h": torch.stack(hs, 1)}

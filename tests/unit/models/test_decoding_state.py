@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_variants import VOCAB, make
+from model_variants import VARIANTS, VOCAB, make
 from test_model_interface import batch
 
 from nmt.config import ConfigError
@@ -119,7 +119,7 @@ def test_an_ensemble_keeps_its_members_own_states():
 
 
 # --------------------------------------------------------------------------------------------- bf16 and int8
-@pytest.mark.parametrize("name", ["transformer_pre", "rnn_luong_general"])
+@pytest.mark.parametrize("name", list(VARIANTS))  # every architecture: a bf16 RNN used to crash in decode_step
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_decoding_formats_copy_the_model_and_stay_close_to_fp32(name, precision):
     model = make(name)
